@@ -1,0 +1,83 @@
+# medlake: the two commands a user needs are `make run` and `make test`.
+# Everything the project needs is installed from this file (venv from requirements.lock,
+# the Debian `orthanc` package when missing).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SHARED ?= ../shared
+SAMPLE_LAKE := data/sample_lake
+BENCH_EXAMS ?= 20000
+
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export DO_NOT_TRACK := 1
+# No hub downloads at run time, ever.
+export HF_HUB_OFFLINE := 1
+
+.PHONY: help setup orthanc-installed run test lint sample-lake pytest bench docs clean
+
+help:
+	@echo "make run    - set up, then run the main job on a synthetic data set (lake + PACS loop)"
+	@echo "make test   - set up, then lint (ruff, sqlfluff, hadolint), dbt build on the real sample, pytest"
+	@echo "make bench  - benchmarks (BENCH_EXAMS=$(BENCH_EXAMS))"
+	@echo "make docs   - serve the dbt docs on http://127.0.0.1:8080"
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+setup: $(STAMP) orthanc-installed
+
+# The PACS is the Debian package `orthanc`; we start it ourselves (medlake orthanc start).
+orthanc-installed:
+	@if ! command -v Orthanc >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing the Debian package orthanc"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc >/dev/null; \
+	  else \
+	    echo "Orthanc is not installed: run 'sudo apt-get install -y orthanc' (or use docker-compose.yml)"; exit 1; \
+	  fi; \
+	fi
+
+run: setup
+	$(BIN)/medlake demo --workdir data/demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check scripts tests/python
+	$(BIN)/ruff format --check scripts tests/python
+	$(BIN)/sqlfluff lint models analyses tests/dbt macros
+	$(BIN)/hadolint Dockerfile
+
+# The real public sample through the whole lake: land, then dbt build (models + tests).
+sample-lake: $(STAMP)
+	@if [ -d "$(SHARED)/data/neuralmed" ]; then \
+	  rm -rf $(SAMPLE_LAKE); \
+	  $(BIN)/medlake land --input $(SHARED)/data/neuralmed --lake $(SAMPLE_LAKE) --no-progress; \
+	  $(BIN)/medlake build --lake $(SAMPLE_LAKE); \
+	elif [ "$${CI:-}" = "true" ]; then \
+	  echo "CI=true but $(SHARED)/data/neuralmed is missing"; exit 1; \
+	else \
+	  echo "skipping the real-sample build: $(SHARED)/data/neuralmed not found (a user's clone)"; \
+	fi
+
+pytest: setup
+	$(BIN)/pytest
+
+test: setup lint sample-lake pytest
+
+bench: setup
+	$(BIN)/medlake bench --exams $(BENCH_EXAMS) --output results/bench.json
+
+docs: $(STAMP)
+	$(BIN)/medlake docs --lake data/demo/lake
+
+clean:
+	rm -rf data/demo data/sample_lake data/bench target logs

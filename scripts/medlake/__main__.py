@@ -1,0 +1,5 @@
+import sys
+
+from medlake.cli import main
+
+sys.exit(main())

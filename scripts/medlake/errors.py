@@ -1,0 +1,45 @@
+"""medlake's exceptions. The CLI turns each into a one-line message and an exit code."""
+
+from __future__ import annotations
+
+
+class MedlakeError(Exception):
+    """Base class: an error a user can act on. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class LakeError(MedlakeError):
+    """The lake directory is missing, unwritable or inconsistent."""
+
+
+class LandingError(MedlakeError):
+    """A delivery cannot be landed at all (missing input directory, unreadable tree)."""
+
+
+class DbtError(MedlakeError):
+    """dbt failed; its own output says why."""
+
+
+class QueryError(MedlakeError):
+    """An analyst query cannot run (no warehouse yet, bad arguments)."""
+
+
+class OrthancError(MedlakeError):
+    """The Orthanc server cannot be started, reached or used."""
+
+
+class WeightsNotFoundError(MedlakeError):
+    """The official model weights are not on disk; medlake never downloads them at run time."""
+
+    exit_code = 2
+
+
+class WeightsMismatchError(MedlakeError):
+    """A weights file has the official name but not the official SHA-256."""
+
+    exit_code = 2
+
+
+class DicomError(MedlakeError):
+    """A DICOM file cannot be read or built."""
