@@ -43,3 +43,7 @@ class WeightsMismatchError(MedlakeError):
 
 class DicomError(MedlakeError):
     """A DICOM file cannot be read or built."""
+
+
+class SynthError(MedlakeError):
+    """A synthetic delivery cannot be written (bad arguments, output directory not ours)."""
