@@ -1,0 +1,272 @@
+"""Talking to Orthanc over its REST API (pyorthanc): upload, look up, and check placement.
+
+Credentials and URL come from the environment (``ORTHANC_URL``, ``ORTHANC_USERNAME``,
+``ORTHANC_PASSWORD``) with local-only defaults. Uploads retry connection-level failures
+(refused, reset, timed out) with exponential backoff; an HTTP error answer from Orthanc
+(e.g. 400 "Bad file format") is final and reported with Orthanc's own explanation.
+``AlreadyStored`` is a success: the instance is in the PACS, which is what a re-run needs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from pyorthanc import Orthanc
+
+from medlake.errors import OrthancError
+
+DEFAULT_URL = "http://127.0.0.1:8042"
+DEFAULT_USERNAME = "medlake"
+DEFAULT_PASSWORD = "medlake"  # local-only default for a loopback server medlake starts itself
+
+SUCCESS = "Success"
+ALREADY_STORED = "AlreadyStored"
+FAILED = "Failed"
+SKIPPED = "Skipped"
+STORED_STATUSES = frozenset({SUCCESS, ALREADY_STORED})
+
+
+@dataclass(frozen=True)
+class OrthancSettings:
+    url: str
+    username: str
+    password: str
+
+    @classmethod
+    def from_env(cls, url: str | None = None) -> OrthancSettings:
+        return cls(
+            url=(url or os.environ.get("ORTHANC_URL") or DEFAULT_URL).rstrip("/"),
+            username=os.environ.get("ORTHANC_USERNAME", DEFAULT_USERNAME),
+            password=os.environ.get("ORTHANC_PASSWORD", DEFAULT_PASSWORD),
+        )
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    """What happened to one upload: ``status`` is Success, AlreadyStored or Failed."""
+
+    label: str
+    status: str
+    orthanc_id: str | None = None
+    patient_id: str | None = None
+    study_id: str | None = None
+    series_id: str | None = None
+    error: str | None = None
+    attempts: int = 1
+    seconds: float = 0.0
+
+    @property
+    def stored(self) -> bool:
+        return self.status in STORED_STATUSES
+
+
+@dataclass(frozen=True)
+class InstanceParents:
+    """The Orthanc resources an instance sits under, as Orthanc itself reports them."""
+
+    instance_id: str
+    patient_id: str
+    study_id: str
+    series_id: str
+    patient_main_tags: dict
+    study_main_tags: dict
+
+
+def _orthanc_explanation(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    details = body.get("Details") or ""
+    message = body.get("Message") or body.get("HttpError") or ""
+    return f"HTTP {response.status_code}: {message}{' - ' + details if details else ''}"
+
+
+class OrthancClient:
+    """A thread-safe client (one pooled HTTP connection set) for the calls medlake makes."""
+
+    def __init__(
+        self,
+        settings: OrthancSettings | None = None,
+        *,
+        timeout_s: float = 60.0,
+        retries: int = 4,
+        backoff_s: float = 0.5,
+        max_connections: int = 16,
+    ) -> None:
+        self.settings = settings or OrthancSettings.from_env()
+        self.retries = retries
+        self.backoff_s = backoff_s
+        # Raw responses: medlake interprets status codes itself to report Orthanc's own error text.
+        self.api = Orthanc(
+            self.settings.url,
+            username=self.settings.username,
+            password=self.settings.password,
+            return_raw_response=True,
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+
+    def close(self) -> None:
+        self.api.close()
+
+    def __enter__(self) -> OrthancClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def _json(self, call: Callable[[], httpx.Response], what: str):
+        try:
+            response = call()
+        except httpx.TransportError as exc:
+            raise OrthancError(
+                f"cannot reach Orthanc at {self.settings.url} ({what}): {exc or type(exc).__name__}. "
+                "Is it running? Start one with `medlake orthanc start`, or set ORTHANC_URL."
+            ) from exc
+        if response.status_code == 401:
+            raise OrthancError(
+                f"Orthanc at {self.settings.url} rejected the credentials of user "
+                f"{self.settings.username!r} (set ORTHANC_USERNAME / ORTHANC_PASSWORD)"
+            )
+        if response.status_code >= 400:
+            raise OrthancError(f"Orthanc {what} failed: {_orthanc_explanation(response)}")
+        return response.json()
+
+    def system(self) -> dict:
+        """``GET /system``; raises :class:`OrthancError` with a clear reason when Orthanc is not usable."""
+        return self._json(self.api.get_system, "GET /system")
+
+    def statistics(self) -> dict:
+        return self._json(self.api.get_statistics, "GET /statistics")
+
+    def instance_count(self) -> int:
+        return int(self.statistics()["CountInstances"])
+
+    # --- uploads ----------------------------------------------------------------------
+
+    def upload(self, data: bytes, *, label: str) -> UploadOutcome:
+        """``POST /instances`` with retries on connection failures. Never raises."""
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self.api.post_instances(content=data)
+            except httpx.TransportError as exc:
+                if attempt > self.retries:
+                    return UploadOutcome(
+                        label=label,
+                        status=FAILED,
+                        error=f"connection failed after {attempt} attempts: {type(exc).__name__}: {exc}",
+                        attempts=attempt,
+                        seconds=time.perf_counter() - started,
+                    )
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                continue
+            elapsed = time.perf_counter() - started
+            if response.status_code >= 400:
+                return UploadOutcome(
+                    label=label,
+                    status=FAILED,
+                    error=_orthanc_explanation(response),
+                    attempts=attempt,
+                    seconds=elapsed,
+                )
+            body = response.json()
+            return UploadOutcome(
+                label=label,
+                status=str(body.get("Status", SUCCESS)),
+                orthanc_id=body.get("ID"),
+                patient_id=body.get("ParentPatient"),
+                study_id=body.get("ParentStudy"),
+                series_id=body.get("ParentSeries"),
+                attempts=attempt,
+                seconds=elapsed,
+            )
+
+    def upload_many(
+        self,
+        items: Sequence[tuple[str, Callable[[], bytes]]],
+        *,
+        workers: int = 4,
+        progress: bool = False,
+        desc: str = "upload",
+    ) -> list[UploadOutcome]:
+        """Upload ``(label, read_bytes)`` items concurrently; outcomes in input order.
+
+        Bytes are read inside the worker, so at most ``workers`` files are in memory at once.
+        """
+        from tqdm import tqdm
+
+        def one(item: tuple[str, Callable[[], bytes]]) -> UploadOutcome:
+            label, read = item
+            try:
+                data = read()
+            except OSError as exc:
+                return UploadOutcome(label=label, status=FAILED, error=f"cannot read: {exc.strerror or exc}")
+            return self.upload(data, label=label)
+
+        with (
+            ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="orthanc-upload") as pool,
+            tqdm(total=len(items), desc=desc, unit="file", disable=not progress) as bar,
+        ):
+            outcomes = []
+            for outcome in pool.map(one, items):
+                outcomes.append(outcome)
+                bar.update(1)
+        return outcomes
+
+    def upload_files(self, paths: Sequence[Path], *, workers: int = 4, progress: bool = False) -> list[UploadOutcome]:
+        return self.upload_many([(str(p), p.read_bytes) for p in paths], workers=workers, progress=progress)
+
+    # --- lookups ----------------------------------------------------------------------
+
+    def parents(self, instance_id: str) -> InstanceParents:
+        """Patient/study/series of an instance, from ``/instances/{id}/patient`` and ``/study``."""
+        instance = self._json(lambda: self.api.get_instances_id(instance_id), f"GET /instances/{instance_id}")
+        patient = self._json(
+            lambda: self.api.get_instances_id_patient(instance_id), f"GET /instances/{instance_id}/patient"
+        )
+        study = self._json(lambda: self.api.get_instances_id_study(instance_id), f"GET /instances/{instance_id}/study")
+        return InstanceParents(
+            instance_id=instance_id,
+            patient_id=patient["ID"],
+            study_id=study["ID"],
+            series_id=instance["ParentSeries"],
+            patient_main_tags=dict(patient.get("MainDicomTags", {})),
+            study_main_tags=dict(study.get("MainDicomTags", {})),
+        )
+
+    def find_instances(self, sop_instance_uid: str) -> list[str]:
+        """Orthanc ids of the instances with this SOP Instance UID (``POST /tools/find``)."""
+        query = {"Level": "Instance", "Query": {"SOPInstanceUID": sop_instance_uid}}
+        return list(self._json(lambda: self.api.post_tools_find(json=query), "POST /tools/find"))
+
+    def stored_md5(self, instance_id: str) -> str:
+        """MD5 of the DICOM file Orthanc stored for an instance."""
+        try:
+            response = self.api.get_instances_id_attachments_name_md5(instance_id, "dicom")
+        except httpx.TransportError as exc:
+            raise OrthancError(f"cannot reach Orthanc at {self.settings.url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise OrthancError(f"Orthanc md5 lookup failed: {_orthanc_explanation(response)}")
+        return response.text.strip().strip('"')
+
+    def download(self, instance_id: str) -> bytes:
+        """The stored DICOM file of an instance."""
+        try:
+            response = self.api.get_instances_id_file(instance_id)
+        except httpx.TransportError as exc:
+            raise OrthancError(f"cannot reach Orthanc at {self.settings.url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise OrthancError(f"Orthanc download failed: {_orthanc_explanation(response)}")
+        return response.content
