@@ -1,0 +1,21 @@
+{#
+    Title-case a string expression word by word ("pleural effusion" -> "Pleural Effusion"),
+    treating underscores as spaces. Dispatched: DuckDB has no initcap, most warehouses do.
+#}
+{% macro title_case(expression) -%}
+    {{ return(adapter.dispatch('title_case', 'medlake')(expression)) }}
+{%- endmacro %}
+
+{% macro default__title_case(expression) -%}
+    initcap(replace(trim({{ expression }}), '_', ' '))
+{%- endmacro %}
+
+{% macro duckdb__title_case(expression) -%}
+    array_to_string(
+        list_transform(
+            string_split(regexp_replace(lower(trim(replace({{ expression }}, '_', ' '))), '\s+', ' ', 'g'), ' '),
+            lambda word: upper(left(word, 1)) || substr(word, 2)
+        ),
+        ' '
+    )
+{%- endmacro %}

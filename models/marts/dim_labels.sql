@@ -1,0 +1,86 @@
+with
+
+vocabulary as (
+
+    select * from {{ ref('label_vocabulary') }}
+
+),
+
+exam_labels as (
+
+    select * from {{ ref('int_exam_labels_current') }}
+
+),
+
+predictions as (
+
+    select * from {{ ref('fct_predictions') }}
+
+),
+
+-- labels seen in deliveries or predictions that the vocabulary does not know: kept, flagged
+observed_labels as (
+
+    select label from exam_labels where label is not null
+    union
+    select label from predictions where label is not null
+
+),
+
+exam_label_usage as (
+
+    select
+        label,
+        count(*) as assertion_count,
+        count(distinct case when is_positive then exam_key end) as positive_exam_count
+    from exam_labels
+    where label is not null
+    group by label
+
+),
+
+all_labels as (
+
+    select
+        label,
+        description,
+        in_chexpert,
+        in_nih_chestxray14,
+        xrv_pathology,
+        true as is_in_vocabulary
+    from vocabulary
+
+    union all
+
+    select
+        observed_labels.label,
+        cast(null as {{ dbt.type_string() }}) as description,
+        false as in_chexpert,
+        false as in_nih_chestxray14,
+        cast(null as {{ dbt.type_string() }}) as xrv_pathology,
+        false as is_in_vocabulary
+    from observed_labels
+    left join vocabulary
+        on observed_labels.label = vocabulary.label
+    where vocabulary.label is null
+
+),
+
+final as (
+
+    select
+        all_labels.label,
+        all_labels.description,
+        all_labels.in_chexpert,
+        all_labels.in_nih_chestxray14,
+        all_labels.xrv_pathology,
+        all_labels.is_in_vocabulary,
+        cast(coalesce(exam_label_usage.assertion_count, 0) as integer) as assertion_count,
+        cast(coalesce(exam_label_usage.positive_exam_count, 0) as integer) as positive_exam_count
+    from all_labels
+    left join exam_label_usage
+        on all_labels.label = exam_label_usage.label
+
+)
+
+select * from final

@@ -1,0 +1,65 @@
+with
+
+predictions as (
+
+    select * from {{ ref('stg_pacs__predictions') }}
+
+),
+
+label_taxonomy as (
+
+    select * from {{ ref('label_taxonomy') }}
+
+),
+
+-- a run that wrote the same image x pathology twice (e.g. re-written after a crash) counts once
+latest_predictions as (
+
+    select
+        *,
+        row_number() over (
+            partition by run_id, file_name, pathology
+            order by predicted_at desc, sop_instance_uid
+        ) as prediction_rank
+    from predictions
+
+),
+
+final as (
+
+    select
+        {{ dbt.hash(dbt.concat([
+            'latest_predictions.run_id',
+            "'|'",
+            'latest_predictions.file_name',
+            "'|'",
+            'latest_predictions.pathology',
+        ])) }} as prediction_key,
+        latest_predictions.run_id,
+        {{ dbt.hash('latest_predictions.file_name') }} as image_key,
+        latest_predictions.file_name,
+        latest_predictions.sop_instance_uid,
+        latest_predictions.study_instance_uid,
+        latest_predictions.series_instance_uid,
+        latest_predictions.patient_id,
+        latest_predictions.orthanc_instance_id,
+        latest_predictions.pathology,
+        coalesce(label_taxonomy.label, {{ title_case('latest_predictions.pathology') }}) as label,
+        latest_predictions.score,
+        latest_predictions.threshold,
+        latest_predictions.is_positive,
+        latest_predictions.model_name,
+        latest_predictions.model_version,
+        latest_predictions.weights_sha256,
+        latest_predictions.weights_trained,
+        latest_predictions.sr_sop_instance_uid,
+        latest_predictions.predicted_at,
+        cast(latest_predictions.predicted_at as date) as predicted_on
+    from latest_predictions
+    left join label_taxonomy
+        on {{ normalise_spelling('latest_predictions.pathology') }} = label_taxonomy.spelling
+    where latest_predictions.prediction_rank = 1
+
+)
+
+select * from final

@@ -1,0 +1,52 @@
+with
+
+source as (
+
+    select * from {{ source('imaging', 'dicom_instances') }}
+
+),
+
+renamed as (
+
+    select
+        ----------  ids
+        file_name,
+        patient_id,
+        study_instance_uid,
+        series_instance_uid,
+        sop_instance_uid,
+        sop_class_uid,
+
+        ----------  strings
+        patient_sex,
+        patient_age,
+        modality,
+        body_part_examined,
+        view_position,
+        study_description,
+        manufacturer,
+        photometric_interpretation,
+        transfer_syntax_uid,
+
+        ----------  numerics
+        try_cast(series_number as integer) as series_number,
+        try_cast(instance_number as integer) as instance_number,
+        rows as pixel_rows,
+        columns as pixel_columns,
+        bits_allocated,
+        bits_stored,
+
+        ----------  booleans
+        has_file_meta,
+
+        ----------  dates (DICOM DA is YYYYMMDD)
+        cast(try_strptime(study_date, '%Y%m%d') as date) as study_date,
+
+        ----------  lineage
+        {{ lineage_columns() }}
+
+    from source
+
+)
+
+select * from renamed

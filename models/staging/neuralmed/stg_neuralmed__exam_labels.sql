@@ -1,0 +1,38 @@
+with
+
+source as (
+
+    select * from {{ source('neuralmed', 'exam_labels') }}
+
+),
+
+renamed as (
+
+    select
+        ----------  ids
+        record_position,
+        label_position,
+
+        ----------  strings
+        classification as label_raw,
+        labelled_by,
+        labelling_method,
+        classification_type,
+        value as value_raw,
+        extra_fields_json,
+
+        ----------  booleans
+        {{ text_boolean('value') }} as is_positive,
+
+        ----------  dates
+        {{ text_date('labelled_date') }} as labelled_on,
+        labelled_date as labelled_date_raw,
+
+        ----------  lineage
+        {{ lineage_columns() }}
+
+    from source
+
+)
+
+select * from renamed

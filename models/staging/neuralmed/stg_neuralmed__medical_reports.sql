@@ -1,0 +1,34 @@
+with
+
+source as (
+
+    select * from {{ source('neuralmed', 'medical_reports') }}
+
+),
+
+renamed as (
+
+    select
+        ----------  ids
+        {{ integer_id('exam_id') }} as reported_exam_id,
+        exam_id as reported_exam_id_raw,
+
+        ----------  strings
+        reported_by,
+        text as report_text,
+        extra_fields_json,
+
+        ----------  dates
+        {{ text_date('report_date') }} as report_date,
+        report_date as report_date_raw,
+
+        ----------  lineage
+        {{ lineage_columns() }},
+        record_position,
+        {{ file_name_of('source_file') }} as source_file_name
+
+    from source
+
+)
+
+select * from renamed

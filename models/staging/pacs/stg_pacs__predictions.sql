@@ -1,0 +1,44 @@
+with
+
+source as (
+
+    select * from {{ source('pacs', 'predictions') }}
+
+),
+
+renamed as (
+
+    select
+        ----------  ids
+        run_id,
+        sop_instance_uid,
+        study_instance_uid,
+        series_instance_uid,
+        patient_id,
+        orthanc_instance_id,
+        sr_sop_instance_uid,
+
+        ----------  strings
+        source_file,
+        file_name,
+        pathology,
+        model_name,
+        model_version,
+        weights_sha256,
+
+        ----------  numerics
+        score,
+        threshold,
+
+        ----------  booleans
+        is_positive,
+        weights_trained,
+
+        ----------  timestamps
+        {{ utc_timestamp('predicted_at') }} as predicted_at
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,39 @@
+with
+
+source as (
+
+    select * from {{ source('pacs', 'pacs_uploads') }}
+
+),
+
+renamed as (
+
+    select
+        ----------  ids
+        run_id,
+        sop_instance_uid,
+        study_instance_uid,
+        series_instance_uid,
+        patient_id,
+        orthanc_instance_id,
+        orthanc_series_id,
+        orthanc_study_id,
+        orthanc_patient_id,
+        referenced_sop_instance_uid,
+
+        ----------  strings
+        kind as upload_kind,
+        source_file,
+        file_name,
+        source_file_sha256,
+        status as upload_status,
+        error as error_message,
+
+        ----------  timestamps
+        {{ utc_timestamp('uploaded_at') }} as uploaded_at
+
+    from source
+
+)
+
+select * from renamed

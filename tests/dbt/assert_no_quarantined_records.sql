@@ -1,0 +1,12 @@
+{{ config(severity='warn') }}
+
+-- Warns with the number of quarantined files, records and labels: they did not land, and a
+-- human should look at fct_data_quality (finding_type quarantined_*) for file, position and reason.
+select
+    entity,
+    reason_code,
+    source_file,
+    record_position,
+    label_position,
+    reason
+from {{ ref('stg_neuralmed__quarantined_records') }}
