@@ -1,0 +1,283 @@
+"""`medlake bench`: every figure side by side, in one run, on the same synthetic data.
+
+Each stage runs medlake and its alternative back to back on the same input, so the ratios
+compare like with like on this machine. Parts that need Orthanc or torch can be skipped.
+Nothing here asserts a target: the figures are reported, and docs/benchmarks.md discusses them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from medlake import bench_baselines
+
+PANDAS_MAX_FILES = 50_000  # the pandas baseline is measured on at most this many files (rate, not total)
+DICOM_BENCH_FILES = 120
+INFERENCE_BENCH_IMAGES = 32
+ORTHANC_BENCH_FILES = 120
+QUERY_REPEATS = 5
+
+
+@dataclass
+class BenchFigures:
+    machine: dict
+    figures: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def ratio(self, name: str, numerator: str, denominator: str) -> None:
+        top, bottom = self.figures.get(numerator), self.figures.get(denominator)
+        if isinstance(top, int | float) and isinstance(bottom, int | float) and bottom:
+            self.figures[name] = round(top / bottom, 3)
+
+    def to_dict(self) -> dict:
+        return {"machine": self.machine, **self.figures, "notes": self.notes}
+
+    def render(self) -> str:
+        lines = [
+            f"machine: {self.machine['cpu_count']} cores, {self.machine['memory_gb']} GB RAM, "
+            f"{self.machine['platform']}, Python {self.machine['python']}",
+        ]
+        width = max((len(k) for k in self.figures), default=10)
+        lines += [f"  {name:<{width}}  {value}" for name, value in self.figures.items()]
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def machine_info() -> dict:
+    return {
+        "cpu_count": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def _measure_process(argv: list[str], env: dict | None = None) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Run a command; return (wall seconds, peak RSS of its whole process tree in MB, result)."""
+    start = time.perf_counter()
+    process = psutil.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    peak = 0
+    while process.poll() is None:
+        try:
+            tree = [process, *process.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    stdout, stderr = process.communicate()
+    wall = time.perf_counter() - start
+    result = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+    return wall, peak / 2**20, result
+
+
+def _medlake(*args: str) -> list[str]:
+    return [sys.executable, "-m", "medlake", *args]
+
+
+def _median_ms(function: Callable[[], object], repeats: int = QUERY_REPEATS) -> float:
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        timings.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(timings), 2)
+
+
+def _raw_exam_rows(lake: Path) -> int:
+    import duckdb
+
+    pattern = lake / "raw" / "exams" / "**" / "*.parquet"
+    with duckdb.connect() as connection:
+        return connection.execute(f"select count(*) from read_parquet('{pattern}')").fetchone()[0]
+
+
+def _tree_bytes(directory: Path) -> int:
+    return sum(entry.stat().st_size for entry in directory.rglob("*") if entry.is_file())
+
+
+def run(*, exams: int, workdir: Path, skip_orthanc: bool, skip_torch: bool, skip_dbt: bool) -> BenchFigures:
+    from medlake import synth
+
+    workdir = workdir.resolve()
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    bench = BenchFigures(machine=machine_info())
+    figures = bench.figures
+    figures["exams"] = exams
+    delivery = workdir / "delivery"
+    lake = workdir / "lake"
+
+    start = time.perf_counter()
+    synth.generate(delivery, exams=exams, seed=7, dicom_exams=0, progress=False)
+    figures["synth_s"] = round(time.perf_counter() - start, 2)
+    input_bytes = _tree_bytes(delivery)
+    figures["input_mb"] = round(input_bytes / 2**20, 1)
+    figures["input_files"] = sum(1 for _ in delivery.rglob("*.json"))
+
+    _bench_landing(bench, delivery, lake, workdir, input_bytes)
+    if not skip_dbt:
+        _bench_dbt_and_queries(bench, lake, workdir, exams)
+    _bench_dicom(bench, workdir)
+    if not skip_torch:
+        _bench_inference(bench, workdir)
+    if not skip_orthanc:
+        _bench_orthanc(bench, workdir)
+    return bench
+
+
+def _bench_landing(bench: BenchFigures, delivery: Path, lake: Path, workdir: Path, input_bytes: int) -> None:
+    figures = bench.figures
+    floor = bench_baselines.read_floor(delivery)
+    figures["read_floor_s"] = round(floor.seconds, 3)
+
+    wall, peak_mb, result = _measure_process(
+        _medlake("land", "--input", str(delivery), "--lake", str(lake), "--no-progress", "--format", "json")
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"medlake land failed in the benchmark: {result.stderr[-2000:]}")
+    records = _raw_exam_rows(lake)
+    figures["land_s"] = round(wall, 3)
+    figures["land_records"] = records
+    figures["land_records_per_s"] = round(records / wall)
+    figures["land_mb_per_s"] = round(input_bytes / 2**20 / wall, 1)
+    figures["land_peak_rss_mb"] = round(peak_mb)
+
+    exam_files = bench_baselines.list_json_files(delivery)
+    sample = exam_files[:PANDAS_MAX_FILES]
+    pandas = bench_baselines.pandas_landing(sample, workdir / "baseline" / "pandas_exams.parquet")
+    figures["pandas_files"] = len(sample)
+    figures["pandas_records_per_s"] = round(pandas.records / pandas.seconds)
+    if len(sample) < len(exam_files):
+        bench.notes.append(
+            f"pandas baseline measured on the first {len(sample)} of {len(exam_files)} exam files (its rate, not a total)"
+        )
+
+    copy = bench_baselines.duckdb_copy(delivery, workdir / "baseline" / "duckdb_copy.parquet")
+    figures["duckdb_copy_s"] = round(copy.seconds, 3)
+    figures["duckdb_copy_records_per_s"] = round(copy.records / copy.seconds) if copy.records else 0
+    if copy.error:
+        bench.notes.append(f"duckdb bare copy failed: {copy.error}")
+    # The one-liner only reads exam files; compare it to medlake's exam rate over the same files.
+    bench.ratio("land_vs_pandas", "land_records_per_s", "pandas_records_per_s")
+    bench.ratio("land_vs_duckdb_copy", "land_records_per_s", "duckdb_copy_records_per_s")
+    bench.ratio("land_vs_read_floor", "land_s", "read_floor_s")
+
+
+def _bench_dbt_and_queries(bench: BenchFigures, lake: Path, workdir: Path, exams: int) -> None:
+    from medlake import queries, synth
+
+    figures = bench.figures
+    wall, _, result = _measure_process(_medlake("build", "--lake", str(lake), "--full-refresh", "--no-docs"))
+    if result.returncode != 0:
+        raise RuntimeError(f"dbt build failed in the benchmark: {result.stdout[-3000:]}{result.stderr[-2000:]}")
+    figures["dbt_build_full_s"] = round(wall, 2)
+
+    figures["q3_median_ms"] = _median_ms(
+        lambda: queries.covid_without_pneumonia(lake, month="2021-12", date_basis="label")
+    )
+    figures["q4_median_ms"] = _median_ms(
+        lambda: queries.chest_many_labels(lake, body_part="Chest", min_labels=6, limit=20)
+    )
+
+    # A new day's delivery: 1 % new files (new exams plus some re-deliveries), landed and built incrementally.
+    increment = workdir / "delivery_increment"
+    synth.generate_increment(increment, exams=max(1, exams // 100), seed=8, base_exams=exams)
+    land_wall, _, land_result = _measure_process(
+        _medlake("land", "--input", str(increment), "--lake", str(lake), "--no-progress", "--format", "json")
+    )
+    if land_result.returncode != 0:
+        raise RuntimeError(f"incremental land failed: {land_result.stderr[-2000:]}")
+    figures["land_incremental_s"] = round(land_wall, 2)
+    wall, _, result = _measure_process(_medlake("build", "--lake", str(lake), "--no-docs"))
+    if result.returncode != 0:
+        raise RuntimeError(f"incremental dbt build failed: {result.stdout[-3000:]}{result.stderr[-2000:]}")
+    figures["dbt_build_incremental_s"] = round(wall, 2)
+    bench.ratio("dbt_incremental_vs_full", "dbt_build_incremental_s", "dbt_build_full_s")
+
+
+def _bench_dicom(bench: BenchFigures, workdir: Path) -> None:
+    import pydicom
+
+    from medlake import dicom_headers, synth
+
+    dicom_delivery = workdir / "dicom_delivery"
+    synth.generate(dicom_delivery, exams=DICOM_BENCH_FILES, seed=9, dicom_exams=DICOM_BENCH_FILES, progress=False)
+    files = sorted((dicom_delivery / "images").glob("*.dcm"))
+    start = time.perf_counter()
+    for path in files:
+        dicom_headers.read_header(path)
+    headers_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for path in files:
+        pydicom.dcmread(path).pixel_array  # noqa: B018 - decoding the pixels is the point
+    full_s = time.perf_counter() - start
+    figures = bench.figures
+    figures["dicom_files"] = len(files)
+    figures["dicom_headers_per_s"] = round(len(files) / headers_s)
+    figures["dicom_full_reads_per_s"] = round(len(files) / full_s)
+    bench.ratio("dicom_headers_vs_full", "dicom_headers_per_s", "dicom_full_reads_per_s")
+
+
+def _bench_inference(bench: BenchFigures, workdir: Path) -> None:
+    from medlake import inference, weights
+
+    files = sorted((workdir / "dicom_delivery" / "images").glob("*.dcm"))[:INFERENCE_BENCH_IMAGES]
+    model = weights.load_model(weights_dir=None, allow_untrained=True)
+    classifier = inference.Classifier(model)
+    # Warm-up so one-time costs (thread pools, allocator) are not charged to either side.
+    classifier.classify_paths(files[:2], batch_size=8)
+    start = time.perf_counter()
+    results = classifier.classify_paths(files, batch_size=8)
+    end_to_end = time.perf_counter() - start
+    batch = inference.preprocess_paths(files)
+    start = time.perf_counter()
+    classifier.forward(batch, batch_size=8)
+    forward = time.perf_counter() - start
+    figures = bench.figures
+    figures["inference_images"] = len(results)
+    figures["inference_images_per_s"] = round(len(files) / end_to_end, 2)
+    figures["forward_only_images_per_s"] = round(len(files) / forward, 2)
+    bench.ratio("inference_vs_forward_only", "inference_images_per_s", "forward_only_images_per_s")
+    bench.notes.append(f"inference used {model.identity.describe()}")
+
+
+def _bench_orthanc(bench: BenchFigures, workdir: Path) -> None:
+    from medlake import orthanc_client
+    from medlake.orthanc_server import OrthancServer, find_free_port
+
+    files = sorted((workdir / "dicom_delivery" / "images").glob("*.dcm"))[:ORTHANC_BENCH_FILES]
+    workers_n = 4
+    figures = bench.figures
+    for label, workers in (("1_worker", 1), ("n_workers", workers_n)):
+        storage = workdir / f"orthanc_{label}"
+        with OrthancServer(port=find_free_port(), storage=storage) as server:
+            client = orthanc_client.OrthancClient(server.url, server.username, server.password)
+            start = time.perf_counter()
+            outcomes = client.upload_files(files, workers=workers, progress=False)
+            seconds = time.perf_counter() - start
+        failed = [o for o in outcomes if not o.ok]
+        if failed:
+            bench.notes.append(f"orthanc upload ({label}): {len(failed)} failures, first: {failed[0]}")
+        figures[f"orthanc_upload_{label}_per_s"] = round(len(files) / seconds, 1)
+    figures["orthanc_workers_n"] = workers_n
+    bench.ratio("orthanc_n_vs_1_worker", "orthanc_upload_n_workers_per_s", "orthanc_upload_1_worker_per_s")
+
+
+if __name__ == "__main__":  # pragma: no cover - convenience for ad-hoc runs
+    print(
+        json.dumps(
+            run(exams=2000, workdir=Path("data/bench"), skip_orthanc=True, skip_torch=True, skip_dbt=False).to_dict()
+        )
+    )

@@ -1,0 +1,118 @@
+"""The alternatives medlake's landing is measured against, written the way people write them.
+
+* ``pandas_landing``: ``json.load`` per file, ``pd.json_normalize``, ``to_parquet`` — the peer baseline.
+* ``duckdb_copy``: DuckDB's bare ``COPY (SELECT * FROM read_json(...)) TO '...parquet'``, with no
+  validation, dedup or quarantine (the obvious one-liner).
+* ``read_floor``: the time to read every input byte once, file by file (the floor any lander pays).
+
+They exist only for ``medlake bench``; none of them is a product code path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    seconds: float
+    records: int
+    files: int
+    bytes_read: int
+    error: str | None = None
+
+
+def list_json_files(delivery: Path, entity: str = "exam", limit_files: int | None = None) -> list[Path]:
+    directory = delivery / entity
+    files = sorted(entry.path for entry in os.scandir(directory) if entry.is_file() and entry.name.endswith(".json"))
+    if limit_files is not None:
+        files = files[:limit_files]
+    return [Path(f) for f in files]
+
+
+def read_floor(delivery: Path) -> BaselineResult:
+    """Open and read every file of the delivery once (exam/ and medical_report/), nothing else."""
+    start = time.perf_counter()
+    files = 0
+    total = 0
+    for entity in ("exam", "medical_report"):
+        directory = delivery / entity
+        if not directory.is_dir():
+            continue
+        for entry in os.scandir(directory):
+            if entry.is_file():
+                with open(entry.path, "rb") as handle:
+                    total += len(handle.read())
+                files += 1
+    return BaselineResult(time.perf_counter() - start, records=0, files=files, bytes_read=total)
+
+
+def pandas_landing(files: list[Path], out: Path) -> BaselineResult:
+    """The usual notebook landing: one json.load per file, json_normalize, to_parquet.
+
+    Malformed files are skipped with a bare ``except`` (the usual shortcut), so this baseline does
+    strictly less work than medlake's landing: no quarantine, no lineage beyond the file name.
+    """
+    import pandas as pd
+
+    start = time.perf_counter()
+    frames = []
+    total = 0
+    for path in files:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        total += len(text)
+        if not text.strip():
+            continue
+        try:
+            data = json.loads(text)
+        except ValueError:
+            continue
+        records = data if isinstance(data, list) else [data]
+        records = [r for r in records if isinstance(r, dict)]
+        if not records:
+            continue
+        frame = pd.json_normalize(records, sep="_")
+        frame["source_file"] = path.name
+        frames.append(frame)
+    exams = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    records = len(exams)
+    # Mixed types (id int or str, source str or list, labels list) must be stringified for Parquet.
+    for column in exams.columns:
+        if exams[column].dtype == object:
+            exams[column] = exams[column].map(
+                lambda v: None if v is None else json.dumps(v) if not isinstance(v, str) else v
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    exams.to_parquet(out, index=False)
+    return BaselineResult(time.perf_counter() - start, records=records, files=len(files), bytes_read=total)
+
+
+def duckdb_copy(delivery: Path, out: Path, threads: int | None = None) -> BaselineResult:
+    """The bare DuckDB one-liner over the exam files (errors ignored so malformed files don't abort it)."""
+    import duckdb
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pattern = str(delivery / "exam" / "*.json")
+    start = time.perf_counter()
+    connection = duckdb.connect()
+    if threads:
+        connection.execute(f"set threads = {int(threads)}")
+    error = None
+    try:
+        connection.execute(
+            f"copy (select * from read_json('{pattern}', format = 'auto', union_by_name = true, "
+            f"ignore_errors = true, filename = true)) to '{out}' (format parquet)"
+        )
+        records = connection.execute(f"select count(*) from read_parquet('{out}')").fetchone()[0]
+    except Exception as exc:  # the one-liner's failure is itself a result worth reporting
+        records = 0
+        error = f"{type(exc).__name__}: {exc}"[:300]
+    finally:
+        connection.close()
+    files = sum(1 for _ in os.scandir(delivery / "exam"))
+    return BaselineResult(time.perf_counter() - start, records=int(records), files=files, bytes_read=0, error=error)
