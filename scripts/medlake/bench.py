@@ -161,7 +161,7 @@ def _bench_landing(bench: BenchFigures, delivery: Path, lake: Path, workdir: Pat
     figures["pandas_records_per_s"] = round(pandas.records / pandas.seconds)
     if len(sample) < len(exam_files):
         bench.notes.append(
-            f"pandas baseline measured on the first {len(sample)} of {len(exam_files)} exam files (its rate, not a total)"
+            f"pandas baseline measured on the first {len(sample)} of {len(exam_files)} exam files (a rate)"
         )
 
     copy = bench_baselines.duckdb_copy(delivery, workdir / "baseline" / "duckdb_copy.parquet")
