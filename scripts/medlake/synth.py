@@ -158,13 +158,34 @@ def _file_name(seed: int, block: int, index: int) -> str:
     return f"{uuid.UUID(bytes=digest[:16], version=4)}.json"
 
 
-def _weighted(table: tuple[tuple[Any, ...], ...]) -> tuple[list[tuple[Any, ...]], list[int]]:
-    return [row[:-1] for row in table], [row[-1] for row in table]
+def _expanded(table: tuple[tuple[Any, ...], ...]) -> tuple[tuple[Any, ...], ...]:
+    """A weighted table as a flat tuple with each row repeated ``weight`` times.
+
+    Picking ``flat[int(random() * len(flat))]`` is one random draw and one index, several
+    times cheaper than ``random.choices`` with weights; it matters at millions of labels.
+    """
+    return tuple(row[:-1] for row in table for _ in range(row[-1]))
 
 
-_BODY_CHOICES, _BODY_WEIGHTS = _weighted(BODY_PARTS)
-_CLASS_CHOICES, _CLASS_WEIGHTS = _weighted(CLASSIFICATIONS)
-_VALUE_CHOICES, _VALUE_WEIGHTS = _weighted(VALUES)
+_BODY_TABLE = _expanded(BODY_PARTS)
+_CLASS_TABLE = _expanded(CLASSIFICATIONS)
+_VALUE_TABLE = _expanded(VALUES)
+_LABEL_COUNT_TABLE = tuple(count for count, weight in enumerate(LABEL_COUNT_WEIGHTS) for _ in range(weight))
+_DAY_ZERO = YEAR_START - 800 * 86_400
+# "YYYY-MM-DD" of each day from _DAY_ZERO on: labelled/report dates by table lookup.
+_DAY_TEXT = tuple(
+    dt.datetime.fromtimestamp(_DAY_ZERO + day * 86_400, dt.UTC).date().isoformat() for day in range(1_400)
+)
+# Report sentences, generated once from a fixed stream (reports differ by which ones they pick).
+_SENTENCES = tuple(
+    " ".join(random.Random(f"sentence:{i}").choices(WORDS, k=4 + i % 7)).capitalize() + "." for i in range(512)
+)
+
+
+def _day_text(timestamp: float) -> str:
+    return _DAY_TEXT[int(timestamp - _DAY_ZERO) // 86_400]
+
+
 _CANONICAL_CLASS = {spelling: canonical for spelling, canonical, _ in CLASSIFICATIONS}
 _CANONICAL_BODY = {spelling: canonical for spelling, canonical, _ in BODY_PARTS}
 _POSITIVE_VALUES = {"true", "True"}
@@ -204,6 +225,7 @@ class _BlockWriter:
     def __init__(self, spec: _BlockSpec) -> None:
         self.spec = spec
         self.rng = random.Random(f"medlake-synth:{spec.seed}:{spec.block}")
+        self.random = self.rng.random
         self.stats = _BlockStats()
         self.out = Path(spec.out)
         self.file_index = 0
@@ -215,86 +237,82 @@ class _BlockWriter:
     def _timestamp(self) -> float:
         return round(YEAR_START + self.rng.random() * YEAR_SECONDS, 6)
 
+    def _pick(self, table: tuple[Any, ...]) -> Any:
+        return table[int(self.random() * len(table))]
+
     def _labels(self, published: float, allow_covid: bool) -> list[dict[str, Any]]:
-        rng = self.rng
-        count = rng.choices(range(len(LABEL_COUNT_WEIGHTS)), LABEL_COUNT_WEIGHTS)[0]
+        rand, pick = self.random, self._pick
         labels = []
-        for _ in range(count):
-            (classification, canonical) = rng.choices(_CLASS_CHOICES, _CLASS_WEIGHTS)[0]
-            (value, positive) = rng.choices(_VALUE_CHOICES, _VALUE_WEIGHTS)[0]
+        for _ in range(pick(_LABEL_COUNT_TABLE)):
+            (classification, canonical) = pick(_CLASS_TABLE)
+            (value, positive) = pick(_VALUE_TABLE)
             if canonical == "covid" and positive and not allow_covid:
                 value = False
-            labelled = dt.datetime.fromtimestamp(published - rng.random() * 400 * 86_400, dt.UTC)
             label: dict[str, Any] = {
                 "classification": classification,
-                "labelled_by": rng.choice(LABELLERS),
-                "labelled_date": labelled.date().isoformat(),
-                "labelling_method": "ml_model" if rng.random() < 0.5 else "physician",
+                "labelled_by": pick(LABELLERS),
+                "labelled_date": _day_text(published - rand() * 400 * 86_400),
+                "labelling_method": "ml_model" if rand() < 0.5 else "physician",
                 "classification_type": "binary",
                 "value": value,
             }
-            if rng.random() < MISSING_FIELD_SHARE:
-                del label[rng.choice(("labelled_date", "labelling_method", "labelled_by"))]
+            if rand() < MISSING_FIELD_SHARE:
+                del label[pick(("labelled_date", "labelling_method", "labelled_by"))]
             labels.append(label)
         return labels
 
     def _exam(self, exam_id: int, *, with_id: bool, dicom: bool, published: float) -> dict[str, Any]:
-        rng = self.rng
+        rand, pick = self.random, self._pick
         seed = self.spec.seed
         content: dict[str, Any] = {}
         if with_id:
-            content["id"] = str(exam_id) if rng.random() < STRING_ID_SHARE else exam_id
-        source = rng.choice(SOURCES)
-        content["source"] = [source] if rng.random() < SOURCE_AS_LIST_SHARE else source
-        content["dataset_type"] = "private" if rng.random() < 0.9 else "public"
-        content["dataset"] = "batch" if rng.random() < 0.8 else "stream"
-        body_part = rng.choice(CHEST_SPELLINGS) if dicom else rng.choices(_BODY_CHOICES, _BODY_WEIGHTS)[0][0]
+            content["id"] = str(exam_id) if rand() < STRING_ID_SHARE else exam_id
+        source = pick(SOURCES)
+        content["source"] = [source] if rand() < SOURCE_AS_LIST_SHARE else source
+        content["dataset_type"] = "private" if rand() < 0.9 else "public"
+        content["dataset"] = "batch" if rand() < 0.8 else "stream"
+        body_part = pick(CHEST_SPELLINGS) if dicom else pick(_BODY_TABLE)[0]
         content["body_part"] = body_part
         sop_uid = uid_for(seed, f"exam:{exam_id}:sop")
         content["image_path"] = f"{IMAGE_URI_PREFIX}/{_CANONICAL_BODY[body_part]}/{sop_uid}.dcm"
-        roll = rng.random()
+        roll = rand()
         if roll < LABELS_ABSENT_SHARE:
             pass
         elif roll < LABELS_ABSENT_SHARE + LABELS_NULL_SHARE:
             content["labels"] = None
         else:
             content["labels"] = self._labels(published, allow_covid=with_id)
-        if not dicom and rng.random() < MISSING_FIELD_SHARE * 4:
-            del content[rng.choice(("source", "dataset_type", "dataset", "body_part", "image_path"))]
+        if not dicom and rand() < MISSING_FIELD_SHARE * 4:
+            del content[pick(("source", "dataset_type", "dataset", "body_part", "image_path"))]
         return {"content": content, "publication_timestamp": published}
 
     def _report(self, exam: dict[str, Any]) -> dict[str, Any]:
-        rng = self.rng
+        rand, pick = self.random, self._pick
         exam_id = exam["content"].get("id")
         content: dict[str, Any] = {}
         if exam_id is not None:
             number = int(exam_id)
-            if rng.random() < REPORT_ID_MISMATCH_SHARE:
+            if rand() < REPORT_ID_MISMATCH_SHARE:
                 number += 1  # the real sample's off-by-one, for the data-quality finding
                 self.stats.counts["report_exam_id_mismatches"] += 1
-            content["exam_id"] = str(number) if rng.random() < REPORT_STRING_ID_SHARE else number
-        published = exam["publication_timestamp"]
-        reported = dt.datetime.fromtimestamp(published + rng.random() * 5 * 86_400, dt.UTC)
-        content["report_date"] = reported.date().isoformat()
-        content["reported_by"] = rng.choice(LABELLERS)
-        sentences = []
-        for _ in range(rng.randint(1, 3)):
-            words = rng.choices(WORDS, k=rng.randint(4, 10))
-            sentences.append(" ".join(words).capitalize() + ".")
-        content["text"] = " ".join(sentences)
+            content["exam_id"] = str(number) if rand() < REPORT_STRING_ID_SHARE else number
+        reported = exam["publication_timestamp"] + rand() * 5 * 86_400
+        content["report_date"] = _day_text(reported)
+        content["reported_by"] = pick(LABELLERS)
+        content["text"] = " ".join(pick(_SENTENCES) for _ in range(1 + int(rand() * 3)))
         report: dict[str, Any] = {"content": content}
-        if rng.random() < REPORT_PUBLICATION_SHARE:
-            report["publication_timestamp"] = round(reported.timestamp(), 6)
+        if rand() < REPORT_PUBLICATION_SHARE:
+            report["publication_timestamp"] = round(reported, 6)
         return report
 
     # -- files --
 
     def _layout(self, records: int) -> str:
-        rng = self.rng
-        if records == 1 and ("object" in self.forced_layouts or rng.random() < SINGLE_OBJECT_SHARE):
+        rand = self.random
+        if records == 1 and ("object" in self.forced_layouts or rand() < SINGLE_OBJECT_SHARE):
             self.forced_layouts.discard("object")
             return "object"
-        if records > 1 and ("json_lines" in self.forced_layouts or rng.random() < JSON_LINES_SHARE):
+        if records > 1 and ("json_lines" in self.forced_layouts or rand() < JSON_LINES_SHARE):
             self.forced_layouts.discard("json_lines")
             return "json_lines"
         return "array"
@@ -313,7 +331,11 @@ class _BlockWriter:
         return name
 
     def _write(self, directory: str, name: str, data: bytes) -> None:
-        (self.out / directory / name).write_bytes(data)
+        fd = os.open(f"{self.spec.out}/{directory}/{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
         self.stats.counts[f"{directory}_files"] += 1
 
     def _write_exam_file(self, exams: list[dict[str, Any]], extra_bad_record: bool = False) -> None:
@@ -333,7 +355,7 @@ class _BlockWriter:
         """Write exams into files of 1-4 records (the real sample's sizes)."""
         start = 0
         while start < len(exams):
-            size = self.rng.randint(1, 4)
+            size = 1 + int(self.random() * 4)
             chunk = exams[start : start + size]
             start += size
             extra = inject_bad_record and len(chunk) < 4
@@ -358,7 +380,7 @@ class _BlockWriter:
         for offset in range(originals):
             exam_id = spec.first_slot + offset + 1
             dicom = offset < spec.dicom_originals
-            with_id = dicom or rng.random() >= MISSING_ID_SHARE
+            with_id = dicom or self.random() >= MISSING_ID_SHARE
             exam = self._exam(exam_id, with_id=with_id, dicom=dicom, published=self._timestamp())
             exams.append(exam)
             if with_id:
