@@ -1,0 +1,265 @@
+"""Running dbt (the project in the repo root) against one lake: ``medlake build`` and ``medlake docs``.
+
+dbt runs as a subprocess of the same interpreter (``python -m dbt.cli.main``) rather than
+in-process: dbt-duckdb keeps a process-wide DuckDB connection, and a fresh process per
+command means no stale handle on the warehouse file, no shared dbt global state between two
+lakes, and a clean read-only open for ``medlake query`` afterwards.
+
+Each lake gets its own dbt target and log directory (``target/lakes/<lake name>-<hash>/``)
+so two lakes never overwrite each other's manifest, partial-parse state, run results or docs
+catalog; the warehouse itself lives in the lake (``LAKE/medlake.duckdb``, from
+``profiles.yml`` via ``MEDLAKE_LAKE_DIR``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from medlake import lake as lake_layout
+from medlake.errors import DbtError
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+LAKE_TARGETS_DIR = PROJECT_DIR / "target" / "lakes"
+
+# Statuses in run_results.json that mean the build failed (warnings do not).
+FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class NodeOutcome:
+    """One dbt node's result, for failures and warnings."""
+
+    unique_id: str
+    status: str
+    message: str
+
+    def to_dict(self) -> dict:
+        return {"unique_id": self.unique_id, "status": self.status, "message": self.message}
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """What ``dbt build`` (and ``docs generate``) did to one lake."""
+
+    lake: Path
+    warehouse: Path
+    target_path: Path
+    status_counts: dict[str, int]
+    warnings: tuple[NodeOutcome, ...]
+    elapsed_s: float
+    docs_generated: bool
+    full_refresh: bool
+    select: str | None
+
+    @property
+    def node_count(self) -> int:
+        return sum(self.status_counts.values())
+
+    def render(self) -> str:
+        counts = ", ".join(f"{status}={count}" for status, count in sorted(self.status_counts.items()))
+        lines = [
+            f"dbt build on {self.lake}: {self.node_count} nodes ({counts}) in {self.elapsed_s:.1f} s",
+            f"  warehouse  {self.warehouse}",
+            f"  docs       {'generated' if self.docs_generated else 'not generated'} ({self.target_path})",
+        ]
+        lines.extend(f"  warning    {w.unique_id}: {w.message}" for w in self.warnings)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "lake": str(self.lake),
+            "warehouse": str(self.warehouse),
+            "target_path": str(self.target_path),
+            "status_counts": dict(self.status_counts),
+            "warnings": [w.to_dict() for w in self.warnings],
+            "elapsed_s": round(self.elapsed_s, 3),
+            "docs_generated": self.docs_generated,
+            "full_refresh": self.full_refresh,
+            "select": self.select,
+        }
+
+
+def target_path_for(lake: Path) -> Path:
+    """The dbt target directory of one lake (manifest, run results, docs), under the repo's target/."""
+    resolved = lake.resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", resolved.name)[:40] or "lake"
+    return LAKE_TARGETS_DIR / f"{readable}-{digest}"
+
+
+def _dbt_environment(lake: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MEDLAKE_LAKE_DIR"] = str(lake)
+    # No telemetry, no hub: medlake never needs the network at run time.
+    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    env["DO_NOT_TRACK"] = "1"
+    return env
+
+
+def _dbt_command(subcommand: list[str], target_path: Path) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "dbt.cli.main",
+        *subcommand,
+        "--project-dir",
+        ".",
+        "--profiles-dir",
+        ".",
+        "--target-path",
+        str(target_path),
+        "--log-path",
+        str(target_path / "logs"),
+    ]
+    if not sys.stdout.isatty():
+        command.append("--no-use-colors")
+    return command
+
+
+def _check_project() -> None:
+    if not (PROJECT_DIR / "dbt_project.yml").is_file():
+        raise DbtError(f"dbt project not found at {PROJECT_DIR} (is medlake installed from its repository?)")
+
+
+def _run_dbt(subcommand: list[str], lake: Path, target_path: Path, *, quiet: bool) -> tuple[int, str]:
+    """Run one dbt command from the project dir; its output streams to ours unless ``quiet``."""
+    command = _dbt_command(subcommand, target_path)
+    try:
+        completed = subprocess.run(
+            command,
+            cwd=PROJECT_DIR,
+            env=_dbt_environment(lake),
+            stdout=subprocess.PIPE if quiet else None,
+            stderr=subprocess.STDOUT if quiet else None,
+            text=True,
+            check=False,
+        )
+    except OSError as exc:
+        raise DbtError(f"cannot start dbt ({command[0]} -m dbt.cli.main): {exc}") from exc
+    return completed.returncode, completed.stdout or ""
+
+
+def _read_run_results(target_path: Path) -> list[dict]:
+    results_file = target_path / "run_results.json"
+    if not results_file.is_file():
+        return []
+    try:
+        return json.loads(results_file.read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def _outcomes(results: list[dict], statuses: frozenset[str]) -> tuple[NodeOutcome, ...]:
+    return tuple(
+        NodeOutcome(
+            unique_id=r["unique_id"],
+            status=r["status"],
+            message=ANSI_ESCAPE.sub("", (r.get("message") or "").strip()).splitlines()[0]
+            if (r.get("message") or "").strip()
+            else "",
+        )
+        for r in results
+        if r.get("status") in statuses
+    )
+
+
+def _failure_message(command: str, results: list[dict], output: str) -> str:
+    failed = _outcomes(results, FAILED_STATUSES)
+    if failed:
+        listed = "; ".join(f"{f.unique_id} ({f.status}{': ' + f.message if f.message else ''})" for f in failed[:10])
+        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        return f"dbt {command} failed on {len(failed)} node(s): {listed}{more}"
+    tail = "\n".join(ANSI_ESCAPE.sub("", output).strip().splitlines()[-15:])
+    return f"dbt {command} failed before running any node (see dbt's output above){': ' + tail if tail else ''}"
+
+
+def build(
+    lake: Path,
+    *,
+    full_refresh: bool = False,
+    select: str | None = None,
+    docs: bool = True,
+    quiet: bool = False,
+) -> BuildSummary:
+    """``dbt build`` (seeds, models, tests) on ``lake``, then ``dbt docs generate`` when ``docs``.
+
+    Raises :class:`DbtError` naming the failing nodes when a model, test or seed fails; data
+    tests configured as warnings (quarantine count, report/exam id mismatches) do not fail it.
+    """
+    _check_project()
+    lake = Path(lake).resolve()
+    lake_layout.init_lake(lake)  # every raw table gets its zero-row schema file, so every source resolves
+    target_path = target_path_for(lake)
+    target_path.mkdir(parents=True, exist_ok=True)
+    # A stale run_results.json must never be mistaken for this run's.
+    (target_path / "run_results.json").unlink(missing_ok=True)
+
+    arguments = ["build"]
+    if full_refresh:
+        arguments.append("--full-refresh")
+    if select:
+        arguments += ["--select", select]
+    started = time.perf_counter()
+    returncode, output = _run_dbt(arguments, lake, target_path, quiet=quiet)
+    results = _read_run_results(target_path)
+    if returncode != 0:
+        raise DbtError(_failure_message("build", results, output))
+
+    docs_generated = False
+    if docs:
+        docs_generated = _generate_docs(lake, target_path, quiet=quiet)
+    elapsed = time.perf_counter() - started
+
+    status_counts: dict[str, int] = {}
+    for result in results:
+        status_counts[result["status"]] = status_counts.get(result["status"], 0) + 1
+    return BuildSummary(
+        lake=lake,
+        warehouse=lake_layout.warehouse_path(lake),
+        target_path=target_path,
+        status_counts=status_counts,
+        warnings=_outcomes(results, frozenset({"warn"})),
+        elapsed_s=elapsed,
+        docs_generated=docs_generated,
+        full_refresh=full_refresh,
+        select=select,
+    )
+
+
+def _generate_docs(lake: Path, target_path: Path, *, quiet: bool) -> bool:
+    arguments = ["docs", "generate"]
+    if (target_path / "manifest.json").is_file():
+        # Right after a build the manifest is fresh: only the catalog is missing, so skip re-compiling.
+        arguments.append("--no-compile")
+    returncode, output = _run_dbt(arguments, lake, target_path, quiet=quiet)
+    if returncode != 0:
+        raise DbtError(_failure_message("docs generate", _read_run_results(target_path), output))
+    return True
+
+
+def serve_docs(lake: Path, *, port: int = 8080) -> None:
+    """Serve the lake's dbt docs on 127.0.0.1:``port`` until interrupted (generates them first if needed)."""
+    _check_project()
+    lake = Path(lake).resolve()
+    if not lake_layout.warehouse_path(lake).is_file():
+        raise DbtError(f"no warehouse at {lake_layout.warehouse_path(lake)}: run `medlake build --lake {lake}` first")
+    target_path = target_path_for(lake)
+    target_path.mkdir(parents=True, exist_ok=True)
+    if not (target_path / "catalog.json").is_file() or not (target_path / "index.html").is_file():
+        _generate_docs(lake, target_path, quiet=False)
+    print(f"serving the dbt docs of {lake} on http://127.0.0.1:{port} (Ctrl-C to stop)", file=sys.stderr)
+    returncode, _ = _run_dbt(
+        ["docs", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-browser"], lake, target_path, quiet=False
+    )
+    # Ctrl-C reaches dbt too; it exits non-zero then, which is a normal stop, not a failure.
+    if returncode not in (0, -2, 130):
+        raise DbtError(f"dbt docs serve exited with code {returncode} (is port {port} free?)")
