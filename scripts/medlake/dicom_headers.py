@@ -8,8 +8,9 @@ the lake (PHI minimisation): only the ids needed to link images to exams and stu
 
 pydicom is lenient: a file cut short inside its header parses without complaint into a
 partial dataset. :func:`read_header` therefore checks that no element runs past the end of
-the file, that a defined-length Pixel Data fits in the file, and that the SOP Instance UID
-is there; otherwise it raises :class:`~medlake.errors.DicomError` and the file is
+the file, that a defined-length Pixel Data fits in the file, that a header without pixel
+data is not an image header and does not end in a torn element, and that the SOP Instance
+UID is there; otherwise it raises :class:`~medlake.errors.DicomError` and the file is
 quarantined (``unreadable_dicom``).
 """
 
@@ -82,26 +83,40 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _check_not_truncated(dataset: Any, file_size: int) -> None:
-    """Raise when an element read from the top level claims more bytes than the file holds."""
+def _check_not_truncated(dataset: Any, file_size: int) -> int | None:
+    """Raise when a top-level element claims more bytes than the file holds.
+
+    Returns where the last top-level element ends (None when it has undefined length).
+    """
+    last_tell, last_end = -1, None
     tags = list(dataset.keys())  # iterating the dataset itself would convert every element
     for tag in tags:
         element = dataset.get_item(tag, keep_deferred=True)
         value_tell = getattr(element, "value_tell", None)
         length = getattr(element, "length", None)
-        if value_tell is None or length is None or length == _UNDEFINED_LENGTH:
+        if value_tell is None or length is None:
             continue
-        if value_tell + length > file_size:
+        defined = length != _UNDEFINED_LENGTH
+        if defined and value_tell + length > file_size:
             raise DicomError(
                 f"header truncated: element {tag} needs {length} bytes at offset {value_tell}, "
                 f"file has {file_size} bytes"
             )
+        if value_tell > last_tell:
+            last_tell, last_end = value_tell, (value_tell + length if defined else None)
+    return last_end
+
+
+def _check_ends_cleanly(dataset: Any, last_end: int | None, file_size: int) -> None:
+    """For a file without pixel data: an image header, or a torn element at the end, means it was cut short."""
+    if "Rows" in dataset or "Columns" in dataset:
+        raise DicomError("image header but no pixel data: the file was cut short")
+    if last_end is not None and last_end < file_size:
+        raise DicomError(f"{file_size - last_end} bytes after the last complete element: the file was cut short")
 
 
 def _check_pixel_data_fits(handle: Any, stopped_at: int, file_size: int, dataset: Any) -> None:
     """After a stop_before_pixels read, check the Pixel Data element's declared length fits the file."""
-    if stopped_at >= file_size:
-        return  # no pixel data (e.g. an SR): nothing to check
     handle.seek(stopped_at)
     element_header = handle.read(12)
     if len(element_header) < 8:
@@ -136,8 +151,11 @@ def read_header(path: Path, *, file_size: int) -> dict[str, Any]:
             with open(path, "rb") as handle:
                 dataset = pydicom.dcmread(handle, stop_before_pixels=True, force=True)
                 stopped_at = handle.tell()
-                _check_not_truncated(dataset, file_size)
-                _check_pixel_data_fits(handle, stopped_at, file_size, dataset)
+                last_end = _check_not_truncated(dataset, file_size)
+                if stopped_at >= file_size:
+                    _check_ends_cleanly(dataset, last_end, file_size)
+                else:
+                    _check_pixel_data_fits(handle, stopped_at, file_size, dataset)
             meta = dataset.file_meta
             row: dict[str, Any] = {"has_file_meta": len(meta) > 0}
             for column, keyword in TEXT_ATTRIBUTES:
