@@ -413,6 +413,10 @@ class _BlockWriter:
         if self.bad_block:
             self._write_bad_files()
         counts["exam_records"] += len(exams) + len(redelivered)
+        counts["label_objects"] += sum(
+            sum(1 for label in exam["content"].get("labels") or () if isinstance(label, dict))
+            for exam in (*exams, *redelivered)
+        )
         counts["distinct_exam_ids"] += len(latest)
         for exam in latest.values():
             self._tally(exam)
@@ -570,6 +574,7 @@ class SynthSummary:
     invalid_json_files: int  # quarantined whole (record_position NULL)
     records_without_content: int  # quarantined with their position
     label_not_object: int  # label elements quarantined as exam_label (their exams land)
+    label_objects: int  # label objects in all landable records == exam_labels rows landed
     label_objects_latest: int
     chest_exams_with_6plus_labels: int
     covid_without_pneumonia_by_month: dict[str, int] = field(default_factory=dict)
@@ -711,6 +716,7 @@ def generate(
         invalid_json_files=counts["invalid_json_files"],
         records_without_content=counts["records_without_content"],
         label_not_object=counts["label_not_object"],
+        label_objects=counts["label_objects"],
         label_objects_latest=counts["label_objects_latest"],
         chest_exams_with_6plus_labels=counts["chest_exams_with_6plus_labels"],
         covid_without_pneumonia_by_month=dict(sorted(months.items())),
