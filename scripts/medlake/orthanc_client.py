@@ -65,6 +65,10 @@ class UploadOutcome:
     def stored(self) -> bool:
         return self.status in STORED_STATUSES
 
+    @property
+    def ok(self) -> bool:
+        return self.stored
+
 
 @dataclass(frozen=True)
 class InstanceParents:
@@ -93,13 +97,20 @@ class OrthancClient:
 
     def __init__(
         self,
-        settings: OrthancSettings | None = None,
+        settings: OrthancSettings | str | None = None,
+        username: str | None = None,
+        password: str | None = None,
         *,
         timeout_s: float = 60.0,
         retries: int = 4,
         backoff_s: float = 0.5,
         max_connections: int = 16,
     ) -> None:
+        if isinstance(settings, str):  # a URL; credentials default to the environment's
+            from_env = OrthancSettings.from_env(settings)
+            settings = OrthancSettings(
+                url=from_env.url, username=username or from_env.username, password=password or from_env.password
+            )
         self.settings = settings or OrthancSettings.from_env()
         self.retries = retries
         self.backoff_s = backoff_s

@@ -135,6 +135,10 @@ class ModelIdentity:
         trained = "trained" if self.weights_trained else "untrained"
         return f"{self.weights_key}|sha256:{self.weights_sha256}|{trained}|xrv {self.torchxrayvision_version}"
 
+    def describe(self) -> str:
+        trained = "official weights" if self.weights_trained else "UNTRAINED random weights (seed 0)"
+        return f"{self.name}, {trained}, sha256 {self.weights_sha256[:12]}..., {self.version}"
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,

@@ -48,3 +48,67 @@ def shared_dicom_dir() -> Path:
 @pytest.fixture(scope="session")
 def reference_sr_dir() -> Path:
     return shared_path("data", "reference_sr")
+
+
+# --- Orthanc (PACS tests) ------------------------------------------------------------------
+
+
+def _orthanc_binary_or_skip() -> str:
+    from medlake.orthanc_server import orthanc_binary
+
+    binary = orthanc_binary()
+    if binary is None:
+        message = "Orthanc binary not installed (/usr/sbin/Orthanc; `make setup` installs the Debian package)"
+        if IN_CI:
+            pytest.fail(message + " -- required under CI=true")
+        pytest.skip(message)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def orthanc_binary() -> str:
+    """The Orthanc executable; skips (fails under CI=true) when it is not installed."""
+    return _orthanc_binary_or_skip()
+
+
+@pytest.fixture
+def orthanc_factory(tmp_path_factory):
+    """Start fresh Orthanc servers (free port, tmp storage); every one is stopped at teardown."""
+    from medlake.orthanc_server import OrthancServer, find_free_port
+
+    binary = _orthanc_binary_or_skip()
+    started = []
+
+    def start(name: str = "orthanc") -> OrthancServer:
+        server = OrthancServer(port=find_free_port(), storage=tmp_path_factory.mktemp(name), binary=binary)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def orthanc_server(tmp_path_factory):
+    """One real Orthanc for the session, on a free port with a tmp storage dir."""
+    from medlake.orthanc_server import OrthancServer, find_free_port
+
+    binary = _orthanc_binary_or_skip()
+    server = OrthancServer(port=find_free_port(), storage=tmp_path_factory.mktemp("orthanc_session"), binary=binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def orthanc_env(monkeypatch):
+    """Point ORTHANC_URL/USERNAME/PASSWORD at a server: ``orthanc_env(server)``."""
+
+    def point_at(server) -> None:
+        monkeypatch.setenv("ORTHANC_URL", server.url)
+        monkeypatch.setenv("ORTHANC_USERNAME", server.username)
+        monkeypatch.setenv("ORTHANC_PASSWORD", server.password)
+
+    return point_at

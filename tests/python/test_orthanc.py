@@ -1,0 +1,136 @@
+"""The local Orthanc: generated config, start/status/stop, REST upload semantics. Real Orthanc only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from medlake.errors import OrthancError
+from medlake.orthanc_client import ALREADY_STORED, FAILED, SUCCESS, OrthancClient, OrthancSettings
+from medlake.orthanc_server import STATUS_DOWN_EXIT, OrthancServer, cli_action, find_free_port
+
+SIIM = "chest/torchxrayvision__1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm"
+FAKE_MONO1 = "edge_cases/torchxrayvision__Fake_MONOHR1.dcm"
+NO_META = "edge_cases/fo-dicom__CR-MONO1-10-chest.dcm"
+
+
+def test_generated_config_is_loopback_only_with_auth_and_no_dicom_port(tmp_path):
+    config = OrthancServer(port=18999, storage=tmp_path, username="u", password="p").config()
+    assert config["RemoteAccessAllowed"] is False
+    assert config["AuthenticationEnabled"] is True
+    assert config["RegisteredUsers"] == {"u": "p"}
+    assert config["DicomServerEnabled"] is False
+    assert config["Plugins"] == []
+    assert config["HttpPort"] == 18999
+    assert config["StorageDirectory"].startswith(str(tmp_path.resolve()))
+    assert config["IndexDirectory"] == config["StorageDirectory"]
+    with_dicom = OrthancServer(port=18999, storage=tmp_path, dicom_port=14242).config()
+    assert with_dicom["DicomServerEnabled"] is True
+    assert with_dicom["DicomPort"] == 14242
+
+
+@pytest.mark.orthanc
+def test_cli_start_status_stop_round_trip(orthanc_binary, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MEDLAKE_ORTHANC_BINARY", orthanc_binary)
+    port = find_free_port()
+    monkeypatch.setenv("ORTHANC_URL", f"http://127.0.0.1:{port}")
+    storage = tmp_path / "orthanc"
+    try:
+        assert cli_action("start", port=None, storage=storage, dicom_port=None) == 0
+        pid = json.loads((storage / "orthanc.pid").read_text())["pid"]
+        assert stat.S_IMODE((storage / "orthanc.json").stat().st_mode) == 0o600  # holds the password
+        assert cli_action("status", port=None, storage=storage, dicom_port=None) == 0
+        out = capsys.readouterr().out
+        assert f"Orthanc up at http://127.0.0.1:{port}" in out
+        assert str(pid) in out and "1.10.1" in out and "instances  0" in out
+        # A second start finds it running and does not spawn another.
+        assert cli_action("start", port=None, storage=storage, dicom_port=None) == 0
+        assert "already running" in capsys.readouterr().out
+    finally:
+        assert cli_action("stop", port=None, storage=storage, dicom_port=None) == 0
+    assert not (storage / "orthanc.pid").exists()
+    assert not Path(f"/proc/{pid}").exists() or "Orthanc" not in Path(f"/proc/{pid}/cmdline").read_text()
+    assert cli_action("status", port=None, storage=storage, dicom_port=None) == STATUS_DOWN_EXIT
+    assert "Orthanc down" in capsys.readouterr().out
+
+
+@pytest.mark.orthanc
+def test_start_refuses_a_busy_port(orthanc_binary, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(OrthancError, match="already in use"):
+            OrthancServer(port=port, storage=tmp_path, binary=orthanc_binary).start()
+
+
+@pytest.mark.orthanc
+def test_startup_failure_reports_the_log_tail(orthanc_binary, tmp_path):
+    storage = tmp_path / "orthanc"
+    storage.mkdir()
+    (storage / "db").write_text("a file where Orthanc wants its storage directory")
+    with pytest.raises(OrthancError, match=r"during startup|did not answer") as error:
+        OrthancServer(port=find_free_port(), storage=storage, binary=orthanc_binary, startup_timeout_s=20).start()
+    assert "orthanc.log" in str(error.value)
+
+
+@pytest.mark.orthanc
+def test_wrong_credentials_are_a_clear_error(orthanc_server):
+    client = OrthancClient(OrthancSettings(orthanc_server.url, orthanc_server.username, "not-the-password"))
+    with pytest.raises(OrthancError, match="rejected the credentials"):
+        client.system()
+
+
+def test_unreachable_orthanc_retries_with_backoff_then_fails():
+    port = find_free_port()  # nothing listens there
+    client = OrthancClient(OrthancSettings(f"http://127.0.0.1:{port}", "u", "p"), retries=2, backoff_s=0.01)
+    outcome = client.upload(b"DICM", label="x.dcm")
+    assert outcome.status == FAILED
+    assert outcome.attempts == 3
+    assert "connection failed after 3 attempts" in outcome.error
+    with pytest.raises(OrthancError, match="cannot reach Orthanc"):
+        client.system()
+
+
+@pytest.mark.orthanc
+@pytest.mark.shared
+def test_upload_semantics_on_the_shared_files(orthanc_factory, shared_dicom_dir):
+    server = orthanc_factory("upload")
+    files = sorted(shared_dicom_dir.rglob("*.dcm"))
+    assert len(files) == 7
+    with server.client() as client:
+        # Sequential, chest/ first: the SIIM file is stored before its UID-twin Fake_MONOHR1.
+        outcomes = {o.label: o for o in client.upload_files(files, workers=1)}
+        by_name = {str(Path(label).relative_to(shared_dicom_dir)): o for label, o in outcomes.items()}
+        assert by_name[FAKE_MONO1].status == ALREADY_STORED
+        assert by_name[FAKE_MONO1].orthanc_id == by_name[SIIM].orthanc_id
+        assert {o.status for name, o in by_name.items() if name != FAKE_MONO1} == {SUCCESS}
+        assert client.instance_count() == 6
+
+        # The bare dataset (no preamble, no PatientID) is filed under the empty-PatientID patient.
+        no_meta = by_name[NO_META]
+        parents = client.parents(no_meta.orthanc_id)
+        assert parents.patient_id == no_meta.patient_id
+        assert parents.study_id == no_meta.study_id
+        assert parents.patient_main_tags.get("PatientID", "") == ""
+        assert client.find_instances("1.2.392.200036.9125.0.19950720112207") == [no_meta.orthanc_id]
+        # Orthanc stores the bytes it received: its MD5 is the file's.
+        assert (
+            client.stored_md5(by_name[SIIM].orthanc_id)
+            == hashlib.md5((shared_dicom_dir / SIIM).read_bytes()).hexdigest()
+        )
+
+        # Re-uploading everything concurrently adds nothing.
+        again = client.upload_files(files, workers=4)
+        assert {o.status for o in again} == {ALREADY_STORED}
+        assert client.instance_count() == 6
+
+        # Not DICOM: Orthanc's own reason, no retry, no exception.
+        junk = client.upload(b"this is not a DICOM file", label="junk.txt")
+        assert junk.status == FAILED and junk.attempts == 1
+        assert "400" in junk.error and "Bad file format" in junk.error
