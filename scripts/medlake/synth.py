@@ -37,6 +37,7 @@ never carry a positive covid label, so the answer does not depend on how they ar
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import multiprocessing
 import os
@@ -546,7 +547,14 @@ def write_chest_cr(
 
 
 def _write_block(spec: _BlockSpec) -> _BlockStats:
-    return _BlockWriter(spec).run()
+    # Only acyclic dicts and lists are made here: the cyclic collector would just re-walk them.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _BlockWriter(spec).run()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
 # --- the run -----------------------------------------------------------------------
