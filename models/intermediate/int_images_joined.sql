@@ -43,7 +43,7 @@ exam_references as (
         image_uri,
         row_number() over (
             partition by image_file_name
-            order by published_at desc nulls last, exam_key
+            order by published_at desc nulls last, exam_key asc
         ) as reference_rank,
         count(*) over (partition by image_file_name) as exam_count
     from exams
@@ -160,8 +160,9 @@ joined as (
     left join stored_images
         on image_names.file_name = stored_images.file_name and stored_images.upload_rank = 1
     left join stored_reports
-        on coalesce(latest_dicoms.sop_instance_uid, stored_images.sop_instance_uid)
-        = stored_reports.referenced_sop_instance_uid
+        on
+            coalesce(latest_dicoms.sop_instance_uid, stored_images.sop_instance_uid)
+            = stored_reports.referenced_sop_instance_uid
     left join prediction_counts
         on image_names.file_name = prediction_counts.file_name
 

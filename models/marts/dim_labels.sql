@@ -21,9 +21,15 @@ predictions as (
 -- labels seen in deliveries or predictions that the vocabulary does not know: kept, flagged
 observed_labels as (
 
-    select label from exam_labels where label is not null
-    union
-    select label from predictions where label is not null
+    select label
+    from exam_labels
+    where label is not null
+
+    union distinct
+
+    select label
+    from predictions
+    where label is not null
 
 ),
 

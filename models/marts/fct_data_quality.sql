@@ -78,56 +78,73 @@ report_findings as (
 
 ),
 
+exam_flags as (
+
+    select
+        exam_key,
+        'missing_exam_id' as finding_type,
+        'the exam has no id; it is keyed by its file and position' as detail
+    from exams
+    where is_missing_exam_id
+
+    union all
+
+    select
+        exam_key,
+        'invalid_exam_id' as finding_type,
+        {{ dbt.concat(["'exam id is not a whole number: '", 'exam_id_raw']) }} as detail
+    from exams
+    where is_invalid_exam_id
+
+    union all
+
+    select
+        exam_key,
+        'missing_body_part' as finding_type,
+        'the exam has no body_part' as detail
+    from exams
+    where is_missing_body_part
+
+    union all
+
+    select
+        exam_key,
+        'unmapped_body_part' as finding_type,
+        {{ dbt.concat(["'body part spelling not in body_part_taxonomy: '", 'body_part_raw']) }} as detail
+    from exams
+    where is_unmapped_body_part
+
+    union all
+
+    select
+        exam_key,
+        'missing_published_at' as finding_type,
+        {{ dbt.concat([
+            "'publication_timestamp missing or unreadable: '",
+            "coalesce(publication_timestamp_raw, '(none)')",
+        ]) }} as detail
+    from exams
+    where is_missing_published_at
+
+),
+
 exam_findings as (
 
     select
-        findings.finding_type,
+        exam_flags.finding_type,
         'warning' as severity,
         'exam' as entity,
         exams.exam_key,
         cast(null as {{ string_type }}) as report_key,
-        findings.detail,
+        exam_flags.detail,
         exams.source_file,
         exams.record_position,
         cast(null as integer) as label_position,
         exams.landing_run_id,
         exams.ingested_at
-    from exams
-    inner join (
-        select
-            exam_key,
-            'missing_exam_id' as finding_type,
-            'the exam has no id; it is keyed by its file and position' as detail
-        from exams where is_missing_exam_id
-        union all
-        select
-            exam_key,
-            'invalid_exam_id' as finding_type,
-            {{ dbt.concat(["'exam id is not a whole number: '", 'exam_id_raw']) }} as detail
-        from exams where is_invalid_exam_id
-        union all
-        select
-            exam_key,
-            'missing_body_part' as finding_type,
-            'the exam has no body_part' as detail
-        from exams where is_missing_body_part
-        union all
-        select
-            exam_key,
-            'unmapped_body_part' as finding_type,
-            {{ dbt.concat(["'body part spelling not in body_part_taxonomy: '", 'body_part_raw']) }} as detail
-        from exams where is_unmapped_body_part
-        union all
-        select
-            exam_key,
-            'missing_published_at' as finding_type,
-            {{ dbt.concat([
-                "'publication_timestamp missing or unreadable: '",
-                "coalesce(publication_timestamp_raw, '(none)')",
-            ]) }} as detail
-        from exams where is_missing_published_at
-    ) as findings
-        on exams.exam_key = findings.exam_key
+    from exam_flags
+    inner join exams
+        on exam_flags.exam_key = exams.exam_key
 
 ),
 

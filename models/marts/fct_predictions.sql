@@ -19,7 +19,7 @@ latest_predictions as (
         *,
         row_number() over (
             partition by run_id, file_name, pathology
-            order by predicted_at desc, sop_instance_uid
+            order by predicted_at desc, sop_instance_uid asc
         ) as prediction_rank
     from predictions
 

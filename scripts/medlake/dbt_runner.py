@@ -246,6 +246,23 @@ def _generate_docs(lake: Path, target_path: Path, *, quiet: bool) -> bool:
     return True
 
 
+def compile_analysis(lake: Path, name: str, *, variables: dict | None = None) -> str:
+    """Compile one analysis (``analyses/<name>.sql``) for ``lake`` and return its SQL, ready to run."""
+    _check_project()
+    if not (PROJECT_DIR / "analyses" / f"{name}.sql").is_file():
+        raise DbtError(f"no analysis named {name!r} in {PROJECT_DIR / 'analyses'}")
+    lake = Path(lake).resolve()
+    lake_layout.init_lake(lake)
+    target_path = target_path_for(lake)
+    compiled = target_path / "compiled" / "medlake" / "analyses" / f"{name}.sql"
+    compiled.unlink(missing_ok=True)
+    arguments = ["compile", "--select", name, "--vars", json.dumps(variables or {})]
+    returncode, output = _run_dbt(arguments, lake, target_path, quiet=True)
+    if returncode != 0 or not compiled.is_file():
+        raise DbtError(_failure_message("compile", _read_run_results(target_path), output))
+    return compiled.read_text()
+
+
 def serve_docs(lake: Path, *, port: int = 8080) -> None:
     """Serve the lake's dbt docs on 127.0.0.1:``port`` until interrupted (generates them first if needed)."""
     _check_project()

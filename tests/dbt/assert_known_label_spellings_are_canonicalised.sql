@@ -1,21 +1,28 @@
 -- The label_taxonomy seed maps the spellings deliveries are known to use to their canonical
 -- labels. Fails for every expected pair the seed gets wrong or lacks.
+{%- set expected_pairs = [
+    ('covid19', 'Covid'),
+    ('covid', 'Covid'),
+    ('covid-19', 'Covid'),
+    ('pneumonia', 'Pneumonia'),
+    ('hernia', 'Hernia'),
+    ('edema', 'Edema'),
+    ('mass', 'Mass'),
+    ('tumor', 'Tumor'),
+    ('nodule', 'Nodule'),
+    ('effusion', 'Pleural Effusion'),
+    ('lung opacity', 'Lung Opacity'),
+] %}
+
 with
 
 expected as (
-
-    select 'covid19' as spelling, 'Covid' as label
-    union all select 'covid', 'Covid'
-    union all select 'covid-19', 'Covid'
-    union all select 'pneumonia', 'Pneumonia'
-    union all select 'hernia', 'Hernia'
-    union all select 'edema', 'Edema'
-    union all select 'mass', 'Mass'
-    union all select 'tumor', 'Tumor'
-    union all select 'nodule', 'Nodule'
-    union all select 'effusion', 'Pleural Effusion'
-    union all select 'lung opacity', 'Lung Opacity'
-
+    {% for spelling, label in expected_pairs %}
+        select
+            '{{ spelling }}' as spelling,
+            '{{ label }}' as label
+        {% if not loop.last %}union all{% endif %}
+    {% endfor %}
 ),
 
 taxonomy as (
