@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import warnings
 from collections.abc import Sequence
 from copy import deepcopy
 from dataclasses import dataclass
@@ -270,23 +271,11 @@ def build_sr(source: Dataset, findings: Sequence[Finding], model: ModelIdentity)
         content_date, content_time = _content_date_time(source)
         series_uid = sr_series_uid(source.StudyInstanceUID, model)
         sop_uid = sr_instance_uid(source.SOPInstanceUID, model)
-        document = hd.sr.Comprehensive3DSR(
-            evidence=[evidence],
-            content=report[0],
-            series_instance_uid=series_uid,
-            series_number=SR_SERIES_NUMBER,
-            sop_instance_uid=sop_uid,
-            instance_number=_instance_number(source),
-            manufacturer=SR_MANUFACTURER,
-            is_complete=True,
-            is_final=False,
-            series_description=_series_description(model),
-            manufacturer_model_name="medlake pacs run",
-            software_versions=f"medlake {__version__}",
-            content_date=content_date,
-            content_time=content_time,
-            coding_schemes=[PRIVATE_CODING_SCHEME],
-        )
+        with warnings.catch_warnings():
+            # highdicom warns when a copied Patient's Name has a single component ("Anonymized"):
+            # the source's value is kept as it is, so the warning is noise on every such image.
+            warnings.simplefilter("ignore", UserWarning)
+            document = _document(evidence, report, series_uid, sop_uid, content_date, content_time, source, model)
         _remove_clock_times(document)
         _drop_invalid_optional_values(document)
         buffer = BytesIO()
@@ -318,6 +307,35 @@ def _drop_invalid_optional_values(document: Dataset) -> None:
                 validate_value(element.VR, element.value, config.RAISE)
             except ValueError:
                 del document[keyword]
+
+
+def _document(
+    evidence: Dataset,
+    report: hd.sr.MeasurementReport,
+    series_uid: str,
+    sop_uid: str,
+    content_date: str,
+    content_time: str,
+    source: Dataset,
+    model: ModelIdentity,
+) -> hd.sr.Comprehensive3DSR:
+    return hd.sr.Comprehensive3DSR(
+        evidence=[evidence],
+        content=report[0],
+        series_instance_uid=series_uid,
+        series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=sop_uid,
+        instance_number=_instance_number(source),
+        manufacturer=SR_MANUFACTURER,
+        is_complete=True,
+        is_final=False,
+        series_description=_series_description(model),
+        manufacturer_model_name="medlake pacs run",
+        software_versions=f"medlake {__version__}",
+        content_date=content_date,
+        content_time=content_time,
+        coding_schemes=[PRIVATE_CODING_SCHEME],
+    )
 
 
 def _remove_clock_times(document: Dataset) -> None:
