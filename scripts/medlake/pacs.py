@@ -368,12 +368,13 @@ def run(
     if not input_dir.is_dir():
         raise DicomError(f"input directory not found: {input_dir}")
 
-    # 0. fail fast, before anything is uploaded.
+    # 0. fail fast, before anything is uploaded. (startup includes importing torch + torchxrayvision.)
     choice = weights.resolve(weights_dir, allow_untrained=allow_untrained)
     client = OrthancClient(OrthancSettings.from_env(), max_connections=max(4, workers))
     try:
         client.system()
         lake_io.init_lake(lake)
+        timings["startup_s"] = time.perf_counter() - clock
         mark = time.perf_counter()
         classifier = inference.Classifier(choice)
         timings["model_load_s"] = time.perf_counter() - mark
