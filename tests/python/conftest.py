@@ -112,3 +112,24 @@ def orthanc_env(monkeypatch):
         monkeypatch.setenv("ORTHANC_PASSWORD", server.password)
 
     return point_at
+
+
+# --- the dbt lake (dbt + query tests) --------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def built_sample_lake(neuralmed_dir, tmp_path_factory):
+    """The real sample landed and built by dbt once per session (marts in LAKE/medlake.duckdb).
+
+    Tests must not change it; copy it (``shutil.copytree``) to build variations.
+    """
+    import shutil
+
+    from medlake import dbt_runner, landing
+
+    lake = tmp_path_factory.mktemp("built_sample") / "lake"
+    landing.land(neuralmed_dir, lake, delivery_date=None, workers=None, progress=False)
+    dbt_runner.build(lake, full_refresh=False, select=None, docs=False, quiet=True)
+    yield lake
+    # each lake gets its own dbt target dir under the repo's target/: drop this tmp lake's
+    shutil.rmtree(dbt_runner.target_path_for(lake), ignore_errors=True)
