@@ -13,13 +13,17 @@ catalog; the warehouse itself lives in the lake (``LAKE/medlake.duckdb``, from
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,9 +278,38 @@ def serve_docs(lake: Path, *, port: int = 8080) -> None:
     if not (target_path / "catalog.json").is_file() or not (target_path / "index.html").is_file():
         _generate_docs(lake, target_path, quiet=False)
     print(f"serving the dbt docs of {lake} on http://127.0.0.1:{port} (Ctrl-C to stop)", file=sys.stderr)
-    returncode, _ = _run_dbt(
-        ["docs", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-browser"], lake, target_path, quiet=False
-    )
-    # Ctrl-C reaches dbt too; it exits non-zero then, which is a normal stop, not a failure.
-    if returncode not in (0, -2, 130):
+    command = _dbt_command(["docs", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-browser"], target_path)
+    try:
+        server = subprocess.Popen(command, cwd=PROJECT_DIR, env=_dbt_environment(lake))
+    except OSError as exc:
+        raise DbtError(f"cannot start dbt docs serve: {exc}") from exc
+    with _sigterm_as_exit():
+        try:
+            returncode = server.wait()
+        finally:
+            # Ctrl-C, `kill` or an error here: never leave the docs server running on its own.
+            if server.poll() is None:
+                server.terminate()
+                try:
+                    server.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+    if returncode not in (0, -signal.SIGINT, -signal.SIGTERM, 130):
         raise DbtError(f"dbt docs serve exited with code {returncode} (is port {port} free?)")
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit while serving, so the cleanup above runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
