@@ -1,6 +1,6 @@
 """Running dbt (the project in the repo root) against one lake: ``medlake build`` and ``medlake docs``.
 
-dbt runs as a subprocess of the same interpreter (``python -m dbt.cli.main``) rather than
+dbt runs as a subprocess of the same interpreter (dbt's ``cli()`` entry point) rather than
 in-process: dbt-duckdb keeps a process-wide DuckDB connection, and a fresh process per
 command means no stale handle on the warehouse file, no shared dbt global state between two
 lakes, and a clean read-only open for ``medlake query`` afterwards.
@@ -33,6 +33,8 @@ from medlake.errors import DbtError
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 LAKE_TARGETS_DIR = PROJECT_DIR / "target" / "lakes"
 
+# dbt's own entry point, run by this interpreter (`python -m dbt.cli.main` warns about double import).
+DBT_LAUNCHER = "import sys; from dbt.cli.main import cli; sys.exit(cli())"
 # Statuses in run_results.json that mean the build failed (warnings do not).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -112,8 +114,8 @@ def _dbt_environment(lake: Path) -> dict[str, str]:
 def _dbt_command(subcommand: list[str], target_path: Path) -> list[str]:
     command = [
         sys.executable,
-        "-m",
-        "dbt.cli.main",
+        "-c",
+        DBT_LAUNCHER,
         *subcommand,
         "--project-dir",
         ".",
@@ -148,7 +150,7 @@ def _run_dbt(subcommand: list[str], lake: Path, target_path: Path, *, quiet: boo
             check=False,
         )
     except OSError as exc:
-        raise DbtError(f"cannot start dbt ({command[0]} -m dbt.cli.main): {exc}") from exc
+        raise DbtError(f"cannot start dbt with {command[0]}: {exc}") from exc
     return completed.returncode, completed.stdout or ""
 
 
