@@ -36,7 +36,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -705,41 +705,43 @@ def _run_chunks(
     from tqdm import tqdm
 
     total = sum(len(chunk) for chunk in chunks)
-    with tqdm(total=total, unit="file", desc="land", disable=not progress, mininterval=0.5) as bar:
-        if workers <= 1 or len(chunks) <= 1 or total < MIN_FILES_FOR_WORKERS:
-            _init_worker(context)
-            try:
+    if workers <= 1 or len(chunks) <= 1 or total < MIN_FILES_FOR_WORKERS:
+        _init_worker(context)
+        try:
+            with tqdm(total=total, unit="file", desc="land", disable=not progress, mininterval=0.5) as bar:
                 for chunk in chunks:
                     result = _land_chunk(chunk)
                     bar.update(result.files)
                     yield result
-            finally:
-                _init_worker(None)  # type: ignore[arg-type]
-            return
-        # fork hands the (possibly large) set of known files to workers without pickling it.
-        methods = multiprocessing.get_all_start_methods()
-        mp_context = multiprocessing.get_context("fork") if "fork" in methods else None
-        with ProcessPoolExecutor(
-            max_workers=min(workers, len(chunks)),
-            mp_context=mp_context,
-            initializer=_init_worker,
-            initargs=(context,),
-        ) as pool:
-            pending = {pool.submit(_land_chunk, chunk) for chunk in chunks}
-            try:
+        finally:
+            _init_worker(None)  # type: ignore[arg-type]
+        return
+    # fork hands the (possibly large) set of known files to workers without pickling it. The
+    # workers are forked at the first submit, before the progress bar starts its monitor thread.
+    methods = multiprocessing.get_all_start_methods()
+    mp_context = multiprocessing.get_context("fork") if "fork" in methods else None
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(chunks)),
+        mp_context=mp_context,
+        initializer=_init_worker,
+        initargs=(context,),
+    ) as pool:
+        pending = {pool.submit(_land_chunk, chunk) for chunk in chunks}
+        try:
+            with tqdm(total=total, unit="file", desc="land", disable=not progress, mininterval=0.5) as bar:
                 while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         result = future.result()
                         bar.update(result.files)
                         yield result
-            except BrokenProcessPool as exc:
-                raise LandingError(
-                    "a landing worker process died (out of memory?); finished batches are kept, re-run land to resume"
-                ) from exc
-            finally:
-                for future in pending:
-                    future.cancel()
+        except BrokenProcessPool as exc:
+            raise LandingError(
+                "a landing worker process died (out of memory?); finished batches are kept, re-run land to resume"
+            ) from exc
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def land_tasks(
