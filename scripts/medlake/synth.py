@@ -243,16 +243,21 @@ class _BlockWriter:
 
     def _labels(self, published: float, allow_covid: bool) -> list[dict[str, Any]]:
         rand, pick = self.random, self._pick
+        # The hot loop of synth (4-5 labels per exam): table lookups inlined, no helper calls.
+        classes, n_classes = _CLASS_TABLE, len(_CLASS_TABLE)
+        values, n_values = _VALUE_TABLE, len(_VALUE_TABLE)
+        labellers, n_labellers = LABELLERS, len(LABELLERS)
+        days, first_day = _DAY_TEXT, published - _DAY_ZERO
         labels = []
         for _ in range(pick(_LABEL_COUNT_TABLE)):
-            (classification, canonical) = pick(_CLASS_TABLE)
-            (value, positive) = pick(_VALUE_TABLE)
+            (classification, canonical) = classes[int(rand() * n_classes)]
+            (value, positive) = values[int(rand() * n_values)]
             if canonical == "covid" and positive and not allow_covid:
                 value = False
             label: dict[str, Any] = {
                 "classification": classification,
-                "labelled_by": pick(LABELLERS),
-                "labelled_date": _day_text(published - rand() * 400 * 86_400),
+                "labelled_by": labellers[int(rand() * n_labellers)],
+                "labelled_date": days[int(first_day - rand() * 400 * 86_400) // 86_400],
                 "labelling_method": "ml_model" if rand() < 0.5 else "physician",
                 "classification_type": "binary",
                 "value": value,
