@@ -38,7 +38,7 @@ from pathlib import Path
 import pyarrow as pa
 from pydicom.dataset import Dataset
 
-from medlake import __version__, weights
+from medlake import __version__, sr_builder, weights
 from medlake import lake as lake_io
 from medlake.errors import DicomError, LakeError
 from medlake.orthanc_client import (
@@ -357,7 +357,7 @@ def run(
     """The whole loop; see the module docstring. Raises MedlakeError subclasses for fatal problems."""
     from tqdm import tqdm
 
-    from medlake import inference, sr_builder
+    from medlake import inference
 
     started_at = _utc_now()
     clock = time.perf_counter()
@@ -482,7 +482,7 @@ def run(
         sr_outcome = sr_outcomes.get(rel)
         if prediction is None:
             model_status = NOT_CLASSIFIED
-        elif prediction.ok and rel in built:
+        elif prediction.ok:
             model_status = CLASSIFIED
         else:
             model_status = CLASSIFY_FAILED
@@ -496,7 +496,8 @@ def run(
                 orthanc_id=outcome.orthanc_id,
                 sop_instance_uid=source.uid("SOPInstanceUID"),
                 model_status=model_status,
-                sr_status=sr_outcome.status if sr_outcome else None,
+                # A classified image whose SR could not be built counts as an SR failure.
+                sr_status=sr_outcome.status if sr_outcome else (FAILED if model_status == CLASSIFIED else None),
                 sr_sop_instance_uid=built[rel].sop_instance_uid if rel in built else None,
                 placement_verified=verified.get(rel) if sr_outcome else None,
                 note=note if note else (sr_outcome.error if sr_outcome and not sr_outcome.stored else None),
@@ -507,15 +508,15 @@ def run(
     results_written = 0
     for source in chosen:
         rel = source.relative
-        if rel not in built:
-            continue
         prediction = pred_by_file[rel]
+        if not prediction.ok:
+            continue
         payload = _result_json(
             source=source,
             upload=uploads[rel],
             identity=identity,
             findings=findings_by_file[rel],
-            sr=built[rel],
+            sr=built.get(rel),
             sr_upload=sr_outcomes.get(rel),
             verified=verified.get(rel),
             warnings=prediction.warnings,
@@ -575,7 +576,7 @@ def _result_json(
     upload: UploadOutcome,
     identity: ModelIdentity,
     findings: Sequence,
-    sr,
+    sr: sr_builder.BuiltSr | None,
     sr_upload: UploadOutcome | None,
     verified: bool | None,
     warnings: Sequence[str],
@@ -607,9 +608,9 @@ def _result_json(
         "threshold_rule": "is_positive = score >= threshold; op_norm-calibrated scores: 0.5 = operating point",
         "predictions": [finding.to_dict() for finding in findings],
         "sr": {
-            "sop_instance_uid": sr.sop_instance_uid,
-            "series_instance_uid": sr.series_instance_uid,
-            "study_instance_uid": sr.study_instance_uid,
+            "sop_instance_uid": sr.sop_instance_uid if sr else None,
+            "series_instance_uid": sr.series_instance_uid if sr else None,
+            "study_instance_uid": sr.study_instance_uid if sr else None,
             "sop_class": "Comprehensive 3D SR (TID 1500 Measurement Report)",
             "orthanc_instance_id": sr_upload.orthanc_id if sr_upload else None,
             "stored": bool(sr_upload and sr_upload.stored),

@@ -24,6 +24,12 @@ from pathlib import Path
 
 from medlake.errors import WeightsMismatchError, WeightsNotFoundError
 
+# Set before torch loads (this module is the PACS path's first to import it): OpenMP worker
+# threads that spin-wait collapse when a core is shared with decoding threads, Orthanc or any
+# other process. Measured on the 2-core dev box with one core busy elsewhere: DenseNet forward
+# 2-3 img/s spinning vs 8-11 img/s passive. A user's explicit OMP_WAIT_POLICY wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 WEIGHTS_KEY = "densenet121-res224-all"
 # Fallbacks for when torchxrayvision's table cannot be read; the table wins when present.
 _DEFAULT_FILE_NAME = "nih-pc-chex-mimic_ch-google-openi-kaggle-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt"
