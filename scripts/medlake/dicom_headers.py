@@ -235,15 +235,14 @@ def scan_directory(input_dir: Path, lake: Path, *, delivery_date: dt.date | None
     if not input_dir.is_dir():
         raise LandingError(f"input directory not found: {input_dir}")
     relpaths = landing.list_files(input_dir, "")
-    tasks = [(relpath, landing.IMAGE) for relpath in relpaths]
     result = landing.land_tasks(
-        input_dir, Path(lake), tasks, delivery_date=delivery_date, workers=None, progress=progress
+        input_dir, Path(lake), {landing.IMAGE: relpaths}, delivery_date=delivery_date, workers=None, progress=progress
     )
     return ScanSummary(
         input_dir=str(input_dir),
         lake=str(lake),
         delivery_date=result.delivery_date.isoformat(),
-        files_seen=len(tasks),
+        files_seen=len(relpaths),
         files_landed=result.files_landed.get(landing.IMAGE, 0),
         files_skipped=result.files_skipped.get(landing.IMAGE, 0),
         dicom_instances=result.rows.get("dicom_instances", 0),

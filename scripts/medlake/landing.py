@@ -588,8 +588,8 @@ def _extra_fields(
     return compact_json(extra)
 
 
-def _land_chunk(chunk: Sequence[tuple[str, str]]) -> ChunkResult:
-    """Land one chunk of (relpath, entity) files and write its parts. Runs in a worker process."""
+def _land_chunk(chunk: tuple[str, Sequence[str]]) -> ChunkResult:
+    """Land one chunk (entity, relpaths) and write its parts. Runs in a worker process."""
     context = _CONTEXT
     if context is None:  # pragma: no cover - programming error, not user input
         raise RuntimeError("landing worker used without a run context")
@@ -599,7 +599,8 @@ def _land_chunk(chunk: Sequence[tuple[str, str]]) -> ChunkResult:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for relpath, entity in chunk:
+        entity, relpaths = chunk
+        for relpath in relpaths:
             if entity == IMAGE:
                 builder.land_image_file(context, relpath)
             else:
@@ -610,7 +611,7 @@ def _land_chunk(chunk: Sequence[tuple[str, str]]) -> ChunkResult:
         if gc_was_enabled:
             gc.enable()
     return ChunkResult(
-        files=len(chunk),
+        files=len(relpaths),
         batch_id=batch_id,
         files_landed=builder.files_landed,
         files_skipped=builder.files_skipped,
@@ -687,24 +688,21 @@ def remove_orphan_parts(lake: Path, completed_batches: frozenset[str]) -> int:
     return removed
 
 
-def _chunks(tasks: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
-    """Split tasks into chunks per entity, in the tasks' (sorted) order: same input, same chunks."""
-    chunks: list[list[tuple[str, str]]] = []
-    by_entity: dict[str, list[tuple[str, str]]] = {}
-    for task in tasks:
-        by_entity.setdefault(task[1], []).append(task)
-    for entity, entity_tasks in by_entity.items():
+def _chunks(files_by_entity: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+    """Split each entity's sorted file list into chunks: same input, same chunks, same batch ids."""
+    chunks: list[tuple[str, list[str]]] = []
+    for entity, relpaths in files_by_entity.items():
         size = IMAGE_CHUNK_FILES if entity == IMAGE else JSON_CHUNK_FILES
-        chunks.extend(entity_tasks[start : start + size] for start in range(0, len(entity_tasks), size))
+        chunks.extend((entity, relpaths[start : start + size]) for start in range(0, len(relpaths), size))
     return chunks
 
 
 def _run_chunks(
-    chunks: list[list[tuple[str, str]]], context: _RunContext, workers: int, progress: bool
+    chunks: list[tuple[str, list[str]]], context: _RunContext, workers: int, progress: bool
 ) -> Iterator[ChunkResult]:
     from tqdm import tqdm
 
-    total = sum(len(chunk) for chunk in chunks)
+    total = sum(len(relpaths) for _, relpaths in chunks)
     if workers <= 1 or len(chunks) <= 1 or total < MIN_FILES_FOR_WORKERS:
         _init_worker(context)
         try:
@@ -747,13 +745,17 @@ def _run_chunks(
 def land_tasks(
     input_dir: Path,
     lake: Path,
-    tasks: Sequence[tuple[str, str]],
+    files_by_entity: dict[str, list[str]],
     *,
     delivery_date: dt.date | None,
     workers: int | None,
     progress: bool,
 ) -> LandingResult:
-    """Land (relpath, entity) files from ``input_dir`` into ``lake``: the engine of land and scan-dicom."""
+    """Land ``input_dir``'s files (sorted relative paths per entity) into ``lake``: the engine of land and scan-dicom.
+
+    Relative paths are plain strings in one list per entity (no per-file objects): at a
+    million files the parent's file list is the largest thing it holds.
+    """
     delivery_date = delivery_date or dt.datetime.now(dt.UTC).date()
     workers = workers or os.cpu_count() or 1
     lake_layout.init_lake(lake)
@@ -772,13 +774,14 @@ def land_tasks(
             ingested_at=dt.datetime.now(dt.UTC),
             known_files=known_files,
         )
-        chunks = _chunks(tasks)
+        chunks = _chunks(files_by_entity)
         for result in _run_chunks(chunks, context, workers, progress):
             for name, counter in totals.items():
                 counter.update(getattr(result, name))
             batches += result.batch_id is not None
             parts += result.parts_written
-    parallel = len(chunks) > 1 and len(tasks) >= MIN_FILES_FOR_WORKERS
+    total_files = sum(len(relpaths) for relpaths in files_by_entity.values())
+    parallel = len(chunks) > 1 and total_files >= MIN_FILES_FOR_WORKERS
     return LandingResult(
         delivery_date=delivery_date,
         batches=batches,
@@ -900,14 +903,16 @@ def land(
             f"{input_dir} has none of exam/, medical_report/, images/: nothing to land "
             f"(found: {', '.join(ignored) or 'nothing'})"
         )
-    tasks: list[tuple[str, str]] = []
+    files_by_entity: dict[str, list[str]] = {}
     files_seen: dict[str, int] = {}
     for directory in present:
         entity = ENTITY_DIRS[directory]
         relpaths = list_files(input_dir, directory)
         files_seen[entity] = len(relpaths)
-        tasks.extend((relpath, entity) for relpath in relpaths)
-    result = land_tasks(input_dir, lake, tasks, delivery_date=delivery_date, workers=workers, progress=progress)
+        files_by_entity[entity] = relpaths
+    result = land_tasks(
+        input_dir, lake, files_by_entity, delivery_date=delivery_date, workers=workers, progress=progress
+    )
     return LandingSummary(
         input_dir=str(input_dir),
         lake=str(lake),
