@@ -217,7 +217,7 @@ def _bench_dicom(bench: BenchFigures, workdir: Path) -> None:
     files = sorted((dicom_delivery / "images").glob("*.dcm"))
     start = time.perf_counter()
     for path in files:
-        dicom_headers.read_header(path)
+        dicom_headers.read_header(path, file_size=path.stat().st_size)
     headers_s = time.perf_counter() - start
     start = time.perf_counter()
     for path in files:
@@ -234,8 +234,7 @@ def _bench_inference(bench: BenchFigures, workdir: Path) -> None:
     from medlake import inference, weights
 
     files = sorted((workdir / "dicom_delivery" / "images").glob("*.dcm"))[:INFERENCE_BENCH_IMAGES]
-    model = weights.load_model(weights_dir=None, allow_untrained=True)
-    classifier = inference.Classifier(model)
+    classifier = inference.Classifier(weights.resolve(None, allow_untrained=True))
     # Warm-up so one-time costs (thread pools, allocator) are not charged to either side.
     classifier.classify_paths(files[:2], batch_size=8)
     start = time.perf_counter()
@@ -250,11 +249,10 @@ def _bench_inference(bench: BenchFigures, workdir: Path) -> None:
     figures["inference_images_per_s"] = round(len(files) / end_to_end, 2)
     figures["forward_only_images_per_s"] = round(len(files) / forward, 2)
     bench.ratio("inference_vs_forward_only", "inference_images_per_s", "forward_only_images_per_s")
-    bench.notes.append(f"inference used {model.identity.describe()}")
+    bench.notes.append(f"inference used {classifier.identity.describe()}")
 
 
 def _bench_orthanc(bench: BenchFigures, workdir: Path) -> None:
-    from medlake import orthanc_client
     from medlake.orthanc_server import OrthancServer, find_free_port
 
     files = sorted((workdir / "dicom_delivery" / "images").glob("*.dcm"))[:ORTHANC_BENCH_FILES]
@@ -263,7 +261,7 @@ def _bench_orthanc(bench: BenchFigures, workdir: Path) -> None:
     for label, workers in (("1_worker", 1), ("n_workers", workers_n)):
         storage = workdir / f"orthanc_{label}"
         with OrthancServer(port=find_free_port(), storage=storage) as server:
-            client = orthanc_client.OrthancClient(server.url, server.username, server.password)
+            client = server.client()
             start = time.perf_counter()
             outcomes = client.upload_files(files, workers=workers, progress=False)
             seconds = time.perf_counter() - start
