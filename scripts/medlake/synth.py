@@ -126,6 +126,8 @@ VALUES: tuple[tuple[Any, bool, int], ...] = (
     ("false", False, 10),
 )
 LABEL_COUNT_WEIGHTS = (3, 5, 10, 15, 20, 18, 14, 9, 6)  # 0..8 labels, mean about 4.5
+# Exams per file, 1..4 with mean 2: a 1 M-exam delivery is about 500 k exam files, like real ones.
+FILE_SIZE_WEIGHTS = (4, 3, 2, 1)
 LABELLERS = (
     "Mariana Nascimento",
     "Enrico Farias",
@@ -172,6 +174,7 @@ _BODY_TABLE = _expanded(BODY_PARTS)
 _CLASS_TABLE = _expanded(CLASSIFICATIONS)
 _VALUE_TABLE = _expanded(VALUES)
 _LABEL_COUNT_TABLE = tuple(count for count, weight in enumerate(LABEL_COUNT_WEIGHTS) for _ in range(weight))
+_FILE_SIZE_TABLE = tuple(size for size, weight in enumerate(FILE_SIZE_WEIGHTS, start=1) for _ in range(weight))
 _DAY_ZERO = YEAR_START - 800 * 86_400
 # "YYYY-MM-DD" of each day from _DAY_ZERO on: labelled/report dates by table lookup.
 _DAY_TEXT = tuple(
@@ -361,7 +364,7 @@ class _BlockWriter:
         """Write exams into files of 1-4 records (the real sample's sizes)."""
         start = 0
         while start < len(exams):
-            size = 1 + int(self.random() * 4)
+            size = _FILE_SIZE_TABLE[int(self.random() * len(_FILE_SIZE_TABLE))]
             chunk = exams[start : start + size]
             start += size
             extra = inject_bad_record and len(chunk) < 4
