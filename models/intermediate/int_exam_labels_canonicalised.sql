@@ -2,7 +2,8 @@
     Every delivered label assertion with its canonical label: the raw spelling is matched
     case-insensitively against the label_taxonomy seed (covid19 / COVID-19 / covid -> Covid);
     an unknown spelling becomes its Title-cased self and is flagged, never dropped.
-    A view: only int_exam_labels_current reads it, so all delivered labels are never written twice.
+    A view: only bridge_exam_labels reads it (an incremental build only the labels landed after
+    its watermark, a pruned Parquet read), so delivered labels are never copied.
 #}
 
 {{ config(materialized="view") }}

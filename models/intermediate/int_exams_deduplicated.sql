@@ -2,7 +2,11 @@
     One row per exam: the winning delivery of each exam, with its body part canonicalised
     through the body_part_taxonomy seed (case-insensitive; unknown spellings Title-cased and
     flagged, never dropped).
+    A view: the winners are a filter on int_exam_records_ranked, and every reader selects
+    only the exams it needs, so nothing is copied.
 #}
+
+{{ config(materialized='view') }}
 
 with
 
@@ -41,6 +45,7 @@ canonicalised as (
         winning_records.publication_timestamp_raw,
         winning_records.extra_fields_json,
         winning_records.delivery_count,
+        winning_records.exam_last_ingested_at,
         winning_records.landing_run_id,
         winning_records.delivery_date,
         winning_records.ingested_at,

@@ -1,31 +1,155 @@
+{#
+    The labels of each exam's winning delivery only: a re-delivered exam's labels REPLACE the
+    older ones (they are never merged). A label belongs to the record with the same
+    (landing_run_id, source_file, record_position).
+
+    Incremental, per exam (strategy replace_partitions): the exams with a record landed after
+    the watermark get all their rows replaced. Their winner is either a new record - its labels
+    landed with it, so they are among the labels landed after the watermark (a pruned Parquet
+    read, never all labels) - or the winner they already had, whose labels are already here.
+    Every touched exam also yields one marker row without exam_label_key, so an exam whose new
+    winner has no labels loses its old ones.
+#}
+
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_partitions',
+    unique_key='exam_key',
+    row_key='exam_label_key',
+    on_schema_change='fail',
+) }}
+
+{%- set landed_after = incremental_watermark('ingested_at') %}
+
 with
 
-labels as (
+touched_winners as (
 
-    select * from {{ ref('int_exam_labels_current') }}
+    select
+        exam_key,
+        landing_run_id,
+        source_file,
+        record_position,
+        ingested_at
+    from {{ ref('int_exam_records_ranked') }}
+    where
+        is_winning_delivery
+        and exam_last_ingested_at > {{ landed_after }}
+
+),
+
+landed_labels as (
+
+    select * from {{ ref('int_exam_labels_canonicalised') }}
+    where ingested_at > {{ landed_after }}
+
+),
+
+winning_labels as (
+
+    select
+        {{ dbt.hash(dbt.concat([
+            'touched_winners.exam_key',
+            "'|'",
+            dbt.cast('landed_labels.label_position', api.Column.translate_type('string')),
+        ])) }} as exam_label_key,
+        touched_winners.exam_key,
+        landed_labels.label,
+        landed_labels.label_raw,
+        landed_labels.is_label_mapped,
+        landed_labels.is_positive,
+        landed_labels.value_raw,
+        landed_labels.is_invalid_value,
+        landed_labels.labelled_on,
+        landed_labels.labelled_by,
+        landed_labels.labelling_method,
+        landed_labels.classification_type,
+        landed_labels.label_position,
+        landed_labels.source_file,
+        landed_labels.record_position,
+        landed_labels.landing_run_id,
+        landed_labels.ingested_at
+    from landed_labels
+    inner join touched_winners
+        on
+            landed_labels.landing_run_id = touched_winners.landing_run_id
+            and landed_labels.source_file = touched_winners.source_file
+            and landed_labels.record_position = touched_winners.record_position
+
+),
+
+current_labels as (
+
+    select * from winning_labels
+
+    {% if is_incremental() %}
+
+        union all
+
+        -- exams whose winner landed before the watermark still have it: keep its labels
+        select
+            existing_labels.exam_label_key,
+            existing_labels.exam_key,
+            existing_labels.label,
+            existing_labels.label_raw,
+            existing_labels.is_label_mapped,
+            existing_labels.is_positive,
+            existing_labels.value_raw,
+            existing_labels.is_invalid_value,
+            existing_labels.labelled_on,
+            existing_labels.labelled_by,
+            existing_labels.labelling_method,
+            existing_labels.classification_type,
+            existing_labels.label_position,
+            existing_labels.source_file,
+            existing_labels.record_position,
+            existing_labels.landing_run_id,
+            existing_labels.ingested_at
+        from {{ this }} as existing_labels
+        inner join touched_winners
+            on
+                existing_labels.exam_key = touched_winners.exam_key
+                and existing_labels.landing_run_id = touched_winners.landing_run_id
+                and existing_labels.source_file = touched_winners.source_file
+                and existing_labels.record_position = touched_winners.record_position
+        where touched_winners.ingested_at <= {{ landed_after }}
+
+    {% endif %}
 
 ),
 
 final as (
 
-    select
-        exam_label_key,
-        exam_key,
-        label,
-        label_raw,
-        is_label_mapped,
-        is_positive,
-        value_raw,
-        is_invalid_value,
-        labelled_on,
-        labelled_by,
-        labelling_method,
-        classification_type,
-        label_position,
-        source_file,
-        record_position,
-        landing_run_id
-    from labels
+    {% if is_incremental() %}
+
+        -- one row per label, and one marker row (no exam_label_key) for a touched exam without labels
+        select
+            current_labels.exam_label_key,
+            touched_winners.exam_key,
+            current_labels.label,
+            current_labels.label_raw,
+            current_labels.is_label_mapped,
+            current_labels.is_positive,
+            current_labels.value_raw,
+            current_labels.is_invalid_value,
+            current_labels.labelled_on,
+            current_labels.labelled_by,
+            current_labels.labelling_method,
+            current_labels.classification_type,
+            current_labels.label_position,
+            current_labels.source_file,
+            current_labels.record_position,
+            current_labels.landing_run_id,
+            current_labels.ingested_at
+        from touched_winners
+        left join current_labels
+            on touched_winners.exam_key = current_labels.exam_key
+
+    {% else %}
+
+        select * from current_labels
+
+    {% endif %}
 
 )
 

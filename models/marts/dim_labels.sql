@@ -8,7 +8,7 @@ vocabulary as (
 
 exam_labels as (
 
-    select * from {{ ref('int_exam_labels_current') }}
+    select * from {{ ref('bridge_exam_labels') }}
 
 ),
 

@@ -3,39 +3,101 @@
     deliveries got wrong: quarantined files/records/labels, report/exam id mismatches,
     unpaired reports, missing or invalid exam ids, unmapped spellings, invalid label values,
     contradictory labels and missing publication timestamps.
+
+    Incremental, per subject (strategy replace_partitions on subject_key: the exam, the report or
+    the quarantined record a finding is about). Exams with a record landed after the watermark,
+    reports landed after it or whose pairing slot got a new exam record, and quarantine rows landed
+    after it are recomputed; a touched subject with no finding left yields a marker row (no
+    finding_key) so its old findings go.
 #}
 
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_partitions',
+    unique_key='subject_key',
+    row_key='finding_key',
+    on_schema_change='fail',
+) }}
+
+-- depends_on: {{ ref('int_exam_records_ranked') }} (read only by incremental builds)
+
+{%- set landed_after = incremental_watermark('ingested_at') %}
 {%- set string_type = dbt.type_string() %}
 
 with
 
 quarantined as (
 
-    select * from {{ ref('stg_neuralmed__quarantined_records') }}
+    select
+        {{ dbt.hash(dbt.concat([
+            "'quarantine|'",
+            'landing_run_id',
+            "'|'",
+            'source_file',
+            "'|'",
+            "coalesce(" ~ dbt.cast('record_position', string_type) ~ ", '')",
+            "'|'",
+            "coalesce(" ~ dbt.cast('label_position', string_type) ~ ", '')",
+        ])) }} as subject_key,
+        *
+    from {{ ref('stg_neuralmed__quarantined_records') }}
+    where ingested_at > {{ landed_after }}
 
 ),
 
 exams as (
 
     select * from {{ ref('int_exams_deduplicated') }}
+    where exam_last_ingested_at > {{ landed_after }}
 
 ),
 
 exam_labels as (
 
-    select * from {{ ref('int_exam_labels_current') }}
+    select * from {{ ref('bridge_exam_labels') }}
+    {% if is_incremental() -%}
+        where exam_key in (select exams.exam_key from exams)
+    {%- endif %}
 
 ),
 
+{% if is_incremental() %}
+
+    -- reports landed since, or whose file slot (name + position) got a new exam record: the pairing may differ
+    changed_slots as (
+
+        select
+            source_file_name,
+            record_position
+        from {{ ref('int_exam_records_ranked') }}
+        where ingested_at > {{ landed_after }}
+
+    ),
+
+{% endif %}
+
 reports as (
 
-    select * from {{ ref('int_medical_reports_paired') }}
+    select all_reports.*
+    from {{ ref('fct_medical_reports') }} as all_reports
+    {% if is_incremental() -%}
+        where
+            all_reports.ingested_at > {{ landed_after }}
+            or exists (
+                select 1
+                from changed_slots
+                where
+                    changed_slots.source_file_name = all_reports.source_file_name
+                    and changed_slots.record_position = all_reports.record_position
+            )
+    {%- endif %}
 
 ),
 
 quarantine_findings as (
 
     select
+        subject_key,
         {{ dbt.concat(["'quarantined_'", 'entity']) }} as finding_type,
         'error' as severity,
         entity,
@@ -54,6 +116,7 @@ quarantine_findings as (
 report_findings as (
 
     select
+        report_key as subject_key,
         case
             when not has_paired_exam then 'report_without_paired_exam'
             else 'report_exam_id_mismatch'
@@ -131,6 +194,7 @@ exam_flags as (
 exam_findings as (
 
     select
+        exams.exam_key as subject_key,
         exam_flags.finding_type,
         'warning' as severity,
         'exam' as entity,
@@ -151,6 +215,7 @@ exam_findings as (
 label_findings as (
 
     select
+        exam_key as subject_key,
         case when not is_label_mapped then 'unmapped_label' else 'invalid_label_value' end as finding_type,
         'warning' as severity,
         'exam_label' as entity,
@@ -174,6 +239,7 @@ label_findings as (
 contradiction_findings as (
 
     select
+        exam_key as subject_key,
         'contradictory_labels' as finding_type,
         'warning' as severity,
         'exam' as entity,
@@ -184,7 +250,8 @@ contradiction_findings as (
         min(record_position) as record_position,
         cast(null as integer) as label_position,
         min(landing_run_id) as landing_run_id,
-        cast(null as timestamp) as ingested_at
+        -- the labels all come from the exam's winning delivery: its landing time
+        min(ingested_at) as ingested_at
     from exam_labels
     where is_positive is not null
     group by exam_key, label
@@ -206,9 +273,10 @@ all_findings as (
 
 ),
 
-final as (
+findings as (
 
     select
+        subject_key,
         {{ dbt.hash(dbt.concat([
             'finding_type',
             "'|'",
@@ -236,6 +304,43 @@ final as (
         landing_run_id,
         ingested_at
     from all_findings
+
+),
+
+final as (
+
+    {% if is_incremental() %}
+
+        -- one marker row (no finding_key) for a touched subject without findings, so its old ones go
+        select
+            touched_subjects.subject_key,
+            findings.finding_key,
+            findings.finding_type,
+            findings.severity,
+            findings.entity,
+            findings.exam_key,
+            findings.report_key,
+            findings.detail,
+            findings.source_file,
+            findings.record_position,
+            findings.label_position,
+            findings.landing_run_id,
+            findings.ingested_at
+        from (
+            select quarantined.subject_key from quarantined
+            union
+            select reports.report_key as subject_key from reports
+            union
+            select exams.exam_key as subject_key from exams
+        ) as touched_subjects
+        left join findings
+            on touched_subjects.subject_key = findings.subject_key
+
+    {% else %}
+
+        select * from findings
+
+    {% endif %}
 
 )
 

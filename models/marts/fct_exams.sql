@@ -1,20 +1,93 @@
+{#
+    One row per exam: its winning delivery, label counts from bridge_exam_labels, whether a
+    report pairs with it, data-quality flags.
+
+    Incremental, per exam (delete+insert on exam_key). An exam changes when a record of it lands
+    (new winner, labels, delivery_count) or when the pairing at one of its records' file slots
+    (file name + position) changes: a report or another exam record landed there. `last_ingested_at`
+    (latest landing of the exam or of a report paired with it) is the watermark.
+#}
+
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='exam_key',
+    on_schema_change='fail',
+) }}
+
+-- depends_on: {{ ref('int_exam_records_ranked') }} (read only by incremental builds)
+
+{%- set landed_after = incremental_watermark('last_ingested_at') %}
+
 with
+
+reports as (
+
+    select * from {{ ref('fct_medical_reports') }}
+
+),
+
+{% if is_incremental() %}
+
+    exam_records as (
+
+        select * from {{ ref('int_exam_records_ranked') }}
+
+    ),
+
+    changed_slots as (
+
+        select
+            source_file_name,
+            record_position
+        from exam_records
+        where ingested_at > {{ landed_after }}
+
+        union
+
+        select
+            source_file_name,
+            record_position
+        from reports
+        where ingested_at > {{ landed_after }}
+
+    ),
+
+    touched_exams as (
+
+        select exam_key
+        from exam_records
+        where exam_last_ingested_at > {{ landed_after }}
+
+        union
+
+        -- every exam with a record at a changed slot: a report may have moved to or from it
+        select exam_records.exam_key
+        from exam_records
+        inner join changed_slots
+            on
+                exam_records.source_file_name = changed_slots.source_file_name
+                and exam_records.record_position = changed_slots.record_position
+
+    ),
+
+{% endif %}
 
 exams as (
 
     select * from {{ ref('int_exams_deduplicated') }}
+    {% if is_incremental() -%}
+        where exam_key in (select touched_exams.exam_key from touched_exams)
+    {%- endif %}
 
 ),
 
 labels as (
 
-    select * from {{ ref('int_exam_labels_current') }}
-
-),
-
-reports as (
-
-    select * from {{ ref('int_medical_reports_paired') }}
+    select * from {{ ref('bridge_exam_labels') }}
+    {% if is_incremental() -%}
+        where exam_key in (select touched_exams.exam_key from touched_exams)
+    {%- endif %}
 
 ),
 
@@ -50,11 +123,18 @@ contradictions as (
 
 ),
 
-reported_exams as (
+report_summary as (
 
-    select distinct exam_key
+    select
+        exam_key,
+        max(ingested_at) as last_report_ingested_at
     from reports
-    where exam_key is not null
+    where
+        exam_key is not null
+        {% if is_incremental() -%}
+            and exam_key in (select touched_exams.exam_key from touched_exams)
+        {%- endif %}
+    group by exam_key
 
 ),
 
@@ -79,7 +159,7 @@ final as (
         exams.label_entry_count,
         cast(coalesce(label_summary.label_count, 0) as integer) as label_count,
         cast(coalesce(label_summary.positive_label_count, 0) as integer) as positive_label_count,
-        reported_exams.exam_key is not null as has_medical_report,
+        report_summary.exam_key is not null as has_medical_report,
         cast(exams.delivery_count as integer) as delivery_count,
         exams.is_missing_exam_id,
         exams.is_invalid_exam_id,
@@ -97,14 +177,20 @@ final as (
         exams.record_position,
         exams.landing_run_id,
         exams.delivery_date,
-        exams.ingested_at
+        exams.ingested_at,
+        -- the latest landing of anything about the exam: a delivery of it or its report
+        case
+            when report_summary.last_report_ingested_at > exams.exam_last_ingested_at
+                then report_summary.last_report_ingested_at
+            else exams.exam_last_ingested_at
+        end as last_ingested_at
     from exams
     left join label_summary
         on exams.exam_key = label_summary.exam_key
     left join contradictions
         on exams.exam_key = contradictions.exam_key
-    left join reported_exams
-        on exams.exam_key = reported_exams.exam_key
+    left join report_summary
+        on exams.exam_key = report_summary.exam_key
 
 )
 

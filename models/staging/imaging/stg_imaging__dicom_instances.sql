@@ -1,10 +1,11 @@
+{#-
+    No `source` import CTE here, on purpose: incremental models filter this view on
+    `ingested_at > <watermark>`, and DuckDB pushes that filter into the Parquet scan (skipping
+    every row group landed earlier, from its statistics) only when the cast of ingested_at sits
+    directly on the scan, not behind a `select *` layer.
+-#}
+
 with
-
-source as (
-
-    select * from {{ source('imaging', 'dicom_instances') }}
-
-),
 
 renamed as (
 
@@ -45,7 +46,7 @@ renamed as (
         ----------  lineage
         {{ lineage_columns() }}
 
-    from source
+    from {{ source('imaging', 'dicom_instances') }}
 
 )
 

@@ -1,0 +1,56 @@
+{#
+    Building blocks of the incremental models (int_exam_records_ranked, bridge_exam_labels,
+    fct_exams, fct_medical_reports, dim_images, fct_data_quality).
+
+    Each of them recomputes whole *partitions* (all rows of one exam, image, report...) that
+    rows landed after its watermark touch, and replaces them; `medlake build --full-refresh`
+    (dbt's --full-refresh) rebuilds everything from the raw layer. The watermark is the latest
+    landing time (`ingested_at`, one value per `medlake land` run) the model has already folded in.
+#}
+
+{#
+    The latest value of `column` already in this model's table, as a timestamp literal.
+    A literal, not a subquery: DuckDB prunes Parquet row groups on `ingested_at > <literal>`
+    from their min/max statistics, so an incremental build reads only the new parts' rows.
+    Outside an incremental run (first or full build, unit tests, parsing) it is a timestamp
+    older than any data, so "newer than the watermark" means everything.
+#}
+{% macro incremental_watermark(column) -%}
+    {%- set floor = "cast('1900-01-01 00:00:00' as " ~ dbt.type_timestamp() ~ ")" -%}
+    {%- if not execute or not is_incremental() -%}
+        {{ return(floor) }}
+    {%- endif -%}
+    {%- set latest = run_query("select max(" ~ column ~ ") from " ~ this).columns[0].values()[0] -%}
+    {%- if latest is none -%}
+        {{ return(floor) }}
+    {%- endif -%}
+    {{ return("cast('" ~ latest.isoformat(sep=' ') ~ "' as " ~ dbt.type_timestamp() ~ ")") }}
+{%- endmacro %}
+
+{#
+    Custom incremental strategy `replace_partitions`: delete every row whose `unique_key` (the
+    partition: exam_key, image_key...) appears in the new batch, then insert the batch's rows.
+    Unlike plain delete+insert, a partition can become EMPTY: the batch carries one marker row
+    per touched partition with `row_key` NULL (e.g. an exam re-delivered with zero labels), which
+    deletes the old rows and is not inserted itself. Plain, portable SQL (DELETE ... IN (subquery)
+    and INSERT ... SELECT), so it runs unchanged on other dbt adapters.
+#}
+{% macro get_incremental_replace_partitions_sql(arg_dict) -%}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set batch = arg_dict['temp_relation'] -%}
+    {%- set partition_key = arg_dict['unique_key'] -%}
+    {%- set row_key = config.get('row_key') -%}
+    {%- if not partition_key or not row_key -%}
+        {{ exceptions.raise_compiler_error(
+            "incremental_strategy 'replace_partitions' needs unique_key (the partition) and row_key configs"
+        ) }}
+    {%- endif -%}
+    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    delete from {{ target }}
+    where {{ partition_key }} in (select {{ partition_key }} from {{ batch }});
+
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }}
+    from {{ batch }}
+    where {{ row_key }} is not null
+{%- endmacro %}
