@@ -30,6 +30,7 @@ import datetime as dt
 import fcntl
 import gc
 import hashlib
+import itertools
 import multiprocessing
 import os
 import re
@@ -37,7 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,9 @@ JSON_CHUNK_FILES = 10_000
 IMAGE_CHUNK_FILES = 2_000
 # Below this many files, starting worker processes costs more than it saves.
 MIN_FILES_FOR_WORKERS = 4_000
+# Reader threads per worker and files per read task (see _read_ahead).
+READ_THREADS = 8
+READ_BATCH_FILES = 64
 
 # Tables whose parts carry a landing batch id (and can be orphaned by an interrupted run).
 BATCHED_TABLES = ("exams", "exam_labels", "medical_reports", "quarantine", "image_files", "dicom_instances")
@@ -400,11 +404,10 @@ class _ChunkBuilder:
         self.exam_records, self.exam_contents, self.label_dicts = [], [], []
         self.report_records, self.report_contents = [], []
 
-    def land_json_file(self, context: _RunContext, relpath: str, entity: str) -> None:
-        try:
-            data = _read_bytes(context.input_root + "/" + relpath)
-        except OSError as exc:
-            self._unreadable(relpath, entity, exc)
+    def land_json_file(self, context: _RunContext, relpath: str, entity: str, data: bytes | OSError) -> None:
+        """Land one exam or report file from its bytes (or the error reading it raised)."""
+        if isinstance(data, OSError):
+            self._unreadable(relpath, entity, data)
             return
         sha256 = hashlib.sha256(data).hexdigest()
         if manifest_key(relpath, sha256) in context.known_files:
@@ -546,6 +549,33 @@ def _read_bytes(path: str) -> bytes:
         os.close(fd)
 
 
+def _read_batch(root: str, relpaths: Sequence[str]) -> list[bytes | OSError]:
+    out: list[bytes | OSError] = []
+    for relpath in relpaths:
+        try:
+            out.append(_read_bytes(f"{root}/{relpath}"))
+        except OSError as exc:
+            out.append(exc)
+    return out
+
+
+def _read_ahead(root: str, relpaths: Sequence[str]) -> Iterator[bytes | OSError]:
+    """Each file's bytes in order, read by a few threads ahead of the parser.
+
+    When the delivery is not in the page cache, each read waits on the disk; with one read at
+    a time the worker idles (measured: a cold 100 k-exam landing took 13 s with one worker,
+    2.5 s warm). The threads keep several reads in flight while the worker parses (reads
+    release the GIL). Files go in batches so the per-future overhead stays below 1 us a file.
+    """
+    batches = [relpaths[i : i + READ_BATCH_FILES] for i in range(0, len(relpaths), READ_BATCH_FILES)]
+    if len(batches) <= 1:
+        yield from _read_batch(root, relpaths)
+        return
+    with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="medlake-read") as readers:
+        for batch in readers.map(_read_batch, itertools.repeat(root), batches):
+            yield from batch
+
+
 def _text_array(values: list[Any]) -> pa.Array:
     """Raw-layer text column from parsed JSON values (see json_records.raw_value).
 
@@ -602,11 +632,12 @@ def _land_chunk(chunk: tuple[str, Sequence[str]]) -> ChunkResult:
     gc.disable()
     try:
         entity, relpaths = chunk
-        for relpath in relpaths:
-            if entity == IMAGE:
+        if entity == IMAGE:
+            for relpath in relpaths:
                 builder.land_image_file(context, relpath)
-            else:
-                builder.land_json_file(context, relpath, entity)
+        else:
+            for relpath, data in zip(relpaths, _read_ahead(context.input_root, relpaths), strict=True):
+                builder.land_json_file(context, relpath, entity, data)
         batch_id = builder.batch_id()
         parts = builder.write(context, batch_id) if batch_id else 0
     finally:
