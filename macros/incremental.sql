@@ -9,16 +9,22 @@
 #}
 
 {#
-    The latest value of `column` already in this model's table, as a timestamp literal.
-    A literal, not a subquery: DuckDB prunes Parquet row groups on `ingested_at > <literal>`
-    from their min/max statistics, so an incremental build reads only the new parts' rows.
-    Outside an incremental run (first or full build, unit tests, parsing) it is a timestamp
-    older than any data, so "newer than the watermark" means everything.
+    The latest value of the model's watermark column (config meta `watermark_column`, the
+    time the newest landing the model has folded in) already in its table, as a timestamp
+    literal. A literal, not a subquery: DuckDB prunes Parquet row groups on
+    `ingested_at > <literal>` from their min/max statistics, so an incremental build reads only
+    the new parts' rows. Outside an incremental run (first or full build, unit tests, parsing)
+    it is a timestamp older than any data, so "newer than the watermark" means everything.
+    Tests on the model use the same column to check only changed rows (changed_rows.sql).
 #}
-{% macro incremental_watermark(column) -%}
+{% macro incremental_watermark() -%}
     {%- set floor = "cast('1900-01-01 00:00:00' as " ~ dbt.type_timestamp() ~ ")" -%}
     {%- if not execute or not is_incremental() -%}
         {{ return(floor) }}
+    {%- endif -%}
+    {%- set column = config.get('meta', {}).get('watermark_column') -%}
+    {%- if not column -%}
+        {{ exceptions.raise_compiler_error("incremental model " ~ this ~ " needs config meta.watermark_column") }}
     {%- endif -%}
     {%- set latest = run_query("select max(" ~ column ~ ") from " ~ this).columns[0].values()[0] -%}
     {%- if latest is none -%}

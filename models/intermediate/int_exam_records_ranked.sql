@@ -14,9 +14,10 @@
     incremental_strategy='delete+insert',
     unique_key='exam_key',
     on_schema_change='fail',
+    meta={'watermark_column': 'exam_last_ingested_at'},
 ) }}
 
-{%- set landed_after = incremental_watermark('exam_last_ingested_at') %}
+{%- set landed_after = incremental_watermark() %}
 {%- set string_type = api.Column.translate_type('string') %}
 
 with

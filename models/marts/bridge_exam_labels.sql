@@ -17,9 +17,10 @@
     unique_key='exam_key',
     row_key='exam_label_key',
     on_schema_change='fail',
+    meta={'watermark_column': 'ingested_at'},
 ) }}
 
-{%- set landed_after = incremental_watermark('ingested_at') %}
+{%- set landed_after = incremental_watermark() %}
 
 with
 

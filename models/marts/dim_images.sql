@@ -16,9 +16,10 @@
     unique_key='image_key',
     row_key='file_name',
     on_schema_change='fail',
+    meta={'watermark_column': 'last_ingested_at'},
 ) }}
 
-{%- set landed_after = incremental_watermark('last_ingested_at') %}
+{%- set landed_after = incremental_watermark() %}
 
 with
 
@@ -87,9 +88,9 @@ exams as (
     where
         is_winning_delivery
         and image_file_name is not null
-        {% if is_incremental() -%}
-            and image_file_name in (select touched_names.file_name from touched_names)
-        {%- endif %}
+    {% if is_incremental() %}
+        and image_file_name in (select touched_names.file_name from touched_names)
+    {% endif %}
 
 ),
 

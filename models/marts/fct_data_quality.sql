@@ -17,11 +17,12 @@
     unique_key='subject_key',
     row_key='finding_key',
     on_schema_change='fail',
+    meta={'watermark_column': 'ingested_at'},
 ) }}
 
 -- depends_on: {{ ref('int_exam_records_ranked') }} (read only by incremental builds)
 
-{%- set landed_after = incremental_watermark('ingested_at') %}
+{%- set landed_after = incremental_watermark() %}
 {%- set string_type = dbt.type_string() %}
 
 with

@@ -13,11 +13,12 @@
     incremental_strategy='delete+insert',
     unique_key='exam_key',
     on_schema_change='fail',
+    meta={'watermark_column': 'last_ingested_at'},
 ) }}
 
 -- depends_on: {{ ref('int_exam_records_ranked') }} (read only by incremental builds)
 
-{%- set landed_after = incremental_watermark('last_ingested_at') %}
+{%- set landed_after = incremental_watermark() %}
 
 with
 
@@ -131,9 +132,9 @@ report_summary as (
     from reports
     where
         exam_key is not null
-        {% if is_incremental() -%}
-            and exam_key in (select touched_exams.exam_key from touched_exams)
-        {%- endif %}
+    {% if is_incremental() %}
+        and exam_key in (select touched_exams.exam_key from touched_exams)
+    {% endif %}
     group by exam_key
 
 ),

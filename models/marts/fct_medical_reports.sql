@@ -16,9 +16,10 @@
     incremental_strategy='delete+insert',
     unique_key='report_key',
     on_schema_change='fail',
+    meta={'watermark_column': 'ingested_at'},
 ) }}
 
-{%- set landed_after = incremental_watermark('ingested_at') %}
+{%- set landed_after = incremental_watermark() %}
 {%- set string_type = api.Column.translate_type('string') %}
 
 with

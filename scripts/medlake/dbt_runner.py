@@ -9,11 +9,19 @@ Each lake gets its own dbt target and log directory (``target/lakes/<lake name>-
 so two lakes never overwrite each other's manifest, partial-parse state, run results or docs
 catalog; the warehouse itself lives in the lake (``LAKE/medlake.duckdb``, from
 ``profiles.yml`` via ``MEDLAKE_LAKE_DIR``).
+
+``build`` is incremental by default (docs/scaling.md): the incremental models fold in what
+landed since the previous build. When the warehouse's build record (``build_state``) says the
+same dbt project built it, dbt skips what cannot have changed - views, seeds, unit tests - and
+data tests check only the rows landed since (``MEDLAKE_TESTS_CHANGED_SINCE``). When the project
+changed since, the build is a full refresh, so no mart mixes two versions of the logic.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -27,14 +35,38 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from medlake import build_state
 from medlake import lake as lake_layout
-from medlake.errors import DbtError
+from medlake.errors import DbtError, LakeError
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 LAKE_TARGETS_DIR = PROJECT_DIR / "target" / "lakes"
 
-# dbt's own entry point, run by this interpreter (`python -m dbt.cli.main` warns about double import).
-DBT_LAUNCHER = "import sys; from dbt.cli.main import cli; sys.exit(cli())"
+# dbt's programmatic entry point, run by this interpreter in a child process. It writes each node's
+# outcome to RESULTS_FILE itself, so a build can skip dbt's JSON artifacts (--no-write-json: writing
+# manifest.json twice costs about a second per build) and still name the failing nodes.
+RESULTS_FILE = "medlake_results.json"
+DBT_LAUNCHER = """
+import json, sys
+from dbt.cli.main import dbtRunner
+results_path, arguments = sys.argv[1], sys.argv[2:]
+outcome = dbtRunner().invoke(arguments)
+rows = [
+    {"unique_id": r.node.unique_id, "status": str(getattr(r.status, "value", r.status)), "message": r.message or ""}
+    for r in (getattr(outcome.result, "results", None) or [])
+]
+with open(results_path, "w") as handle:
+    json.dump({"results": rows}, handle)
+sys.exit(0 if outcome.success else 2 if outcome.exception is not None else 1)
+"""
+# What an incremental build skips when the warehouse was built by this very project: views are
+# already defined (they read the raw Parquet live), seeds are already loaded, unit tests check
+# SQL logic that has not changed. Tests of data still run, on the changed rows.
+UNCHANGED_NODES = ("config.materialized:view", "resource_type:seed", "resource_type:unit_test")
+TESTS_SINCE_VARIABLE = "MEDLAKE_TESTS_CHANGED_SINCE"
+# The landing's lock file (medlake.landing): a build never runs while a delivery is being landed,
+# so every landing is either wholly before a build's watermark or wholly after it.
+LANDING_LOCK_FILE = ".landing.lock"
 # Statuses in run_results.json that mean the build failed (warnings do not).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -53,6 +85,26 @@ class NodeOutcome:
 
 
 @dataclass(frozen=True)
+class BuildPlan:
+    """How one ``medlake build`` runs dbt, and why."""
+
+    mode: str  # 'first build' | 'incremental' | 'full refresh'
+    reason: str
+    full_refresh: bool
+    excluded: tuple[str, ...]  # dbt selectors skipped because they cannot have changed
+    tests_changed_since: str | None  # data tests check rows landed after this (naive UTC), or all rows
+
+    def to_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "reason": self.reason,
+            "full_refresh": self.full_refresh,
+            "excluded": list(self.excluded),
+            "tests_changed_since": self.tests_changed_since,
+        }
+
+
+@dataclass(frozen=True)
 class BuildSummary:
     """What ``dbt build`` (and ``docs generate``) did to one lake."""
 
@@ -65,6 +117,7 @@ class BuildSummary:
     docs_generated: bool
     full_refresh: bool
     select: str | None
+    plan: BuildPlan | None = None
 
     @property
     def node_count(self) -> int:
@@ -74,6 +127,7 @@ class BuildSummary:
         counts = ", ".join(f"{status}={count}" for status, count in sorted(self.status_counts.items()))
         lines = [
             f"dbt build on {self.lake}: {self.node_count} nodes ({counts}) in {self.elapsed_s:.1f} s",
+            *([f"  mode       {self.plan.mode}: {self.plan.reason}"] if self.plan else []),
             f"  warehouse  {self.warehouse}",
             f"  docs       {'generated' if self.docs_generated else 'not generated'} ({self.target_path})",
         ]
@@ -91,6 +145,7 @@ class BuildSummary:
             "docs_generated": self.docs_generated,
             "full_refresh": self.full_refresh,
             "select": self.select,
+            "plan": self.plan.to_dict() if self.plan else None,
         }
 
 
@@ -102,9 +157,13 @@ def target_path_for(lake: Path) -> Path:
     return LAKE_TARGETS_DIR / f"{readable}-{digest}"
 
 
-def _dbt_environment(lake: Path) -> dict[str, str]:
+def _dbt_environment(lake: Path, tests_changed_since: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["MEDLAKE_LAKE_DIR"] = str(lake)
+    # Only an incremental medlake build scopes tests; never inherit a stale value.
+    env.pop(TESTS_SINCE_VARIABLE, None)
+    if tests_changed_since:
+        env[TESTS_SINCE_VARIABLE] = tests_changed_since
     # No telemetry, no hub: medlake never needs the network at run time.
     env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     env["DO_NOT_TRACK"] = "1"
@@ -116,6 +175,7 @@ def _dbt_command(subcommand: list[str], target_path: Path) -> list[str]:
         sys.executable,
         "-c",
         DBT_LAUNCHER,
+        str(target_path / RESULTS_FILE),
         *subcommand,
         "--project-dir",
         ".",
@@ -136,14 +196,17 @@ def _check_project() -> None:
         raise DbtError(f"dbt project not found at {PROJECT_DIR} (is medlake installed from its repository?)")
 
 
-def _run_dbt(subcommand: list[str], lake: Path, target_path: Path, *, quiet: bool) -> tuple[int, str]:
+def _run_dbt(
+    subcommand: list[str], lake: Path, target_path: Path, *, quiet: bool, tests_changed_since: str | None = None
+) -> tuple[int, str]:
     """Run one dbt command from the project dir; its output streams to ours unless ``quiet``."""
     command = _dbt_command(subcommand, target_path)
+    (target_path / RESULTS_FILE).unlink(missing_ok=True)  # a stale file must never pass for this run's
     try:
         completed = subprocess.run(
             command,
             cwd=PROJECT_DIR,
-            env=_dbt_environment(lake),
+            env=_dbt_environment(lake, tests_changed_since),
             stdout=subprocess.PIPE if quiet else None,
             stderr=subprocess.STDOUT if quiet else None,
             text=True,
@@ -155,7 +218,7 @@ def _run_dbt(subcommand: list[str], lake: Path, target_path: Path, *, quiet: boo
 
 
 def _read_run_results(target_path: Path) -> list[dict]:
-    results_file = target_path / "run_results.json"
+    results_file = target_path / RESULTS_FILE
     if not results_file.is_file():
         return []
     try:
@@ -188,6 +251,50 @@ def _failure_message(command: str, results: list[dict], output: str) -> str:
     return f"dbt {command} failed before running any node (see dbt's output above){': ' + tail if tail else ''}"
 
 
+def plan_build(lake: Path, *, full_refresh: bool) -> BuildPlan:
+    """Decide how to build ``lake``: incremental when this project built its warehouse, else full."""
+    warehouse = lake_layout.warehouse_path(lake)
+    if full_refresh:
+        return BuildPlan("full refresh", "requested (--full-refresh)", True, (), None)
+    if not warehouse.is_file():
+        return BuildPlan("first build", "no warehouse yet: every model is built from the raw layer", False, (), None)
+    state = build_state.read(warehouse)
+    if state is None:
+        return BuildPlan(
+            "incremental",
+            "the warehouse has no medlake build record: every node runs, tests see every row",
+            False,
+            (),
+            None,
+        )
+    if state.project_fingerprint != build_state.project_fingerprint(PROJECT_DIR):
+        # incremental tables would otherwise keep rows made by the old logic next to rows made by the new
+        return BuildPlan(
+            "full refresh",
+            "the dbt project (models, macros, seeds) changed since this warehouse was built",
+            True,
+            (),
+            None,
+        )
+    since = state.landed_until.isoformat(sep=" ") if state.landed_until else None
+    if state.lake_path != str(lake):
+        # the views name the raw Parquet by absolute path: a moved or copied lake needs them re-created
+        return BuildPlan(
+            "incremental",
+            f"folding in what landed after {since or 'the previous build'}; the lake moved, so views are re-created",
+            False,
+            tuple(selector for selector in UNCHANGED_NODES if selector != "config.materialized:view"),
+            since,
+        )
+    return BuildPlan(
+        "incremental",
+        f"folding in what landed after {since or 'the previous build'}; views, seeds and unit tests unchanged",
+        False,
+        UNCHANGED_NODES,
+        since,
+    )
+
+
 def build(
     lake: Path,
     *,
@@ -198,27 +305,54 @@ def build(
 ) -> BuildSummary:
     """``dbt build`` (seeds, models, tests) on ``lake``, then ``dbt docs generate`` when ``docs``.
 
-    Raises :class:`DbtError` naming the failing nodes when a model, test or seed fails; data
-    tests configured as warnings (quarantine count, report/exam id mismatches) do not fail it.
+    Incremental unless ``full_refresh`` (or the dbt project changed since the warehouse was built,
+    see :func:`plan_build`). Raises :class:`DbtError` naming the failing nodes when a model, test or
+    seed fails; data tests configured as warnings (quarantine count, report/exam id mismatches) do
+    not fail it. Holds the lake's landing lock: no delivery lands while dbt reads the raw layer.
     """
     _check_project()
     lake = Path(lake).resolve()
     lake_layout.init_lake(lake)  # every raw table gets its zero-row schema file, so every source resolves
     target_path = target_path_for(lake)
     target_path.mkdir(parents=True, exist_ok=True)
-    # A stale run_results.json must never be mistaken for this run's.
-    (target_path / "run_results.json").unlink(missing_ok=True)
+    warehouse = lake_layout.warehouse_path(lake)
 
-    arguments = ["build"]
-    if full_refresh:
-        arguments.append("--full-refresh")
-    if select:
-        arguments += ["--select", select]
     started = time.perf_counter()
-    returncode, output = _run_dbt(arguments, lake, target_path, quiet=quiet)
-    results = _read_run_results(target_path)
-    if returncode != 0:
-        raise DbtError(_failure_message("build", results, output))
+    with _lake_lock(lake):
+        plan = plan_build(lake, full_refresh=full_refresh)
+        if not quiet:
+            print(f"medlake build: {plan.mode} - {plan.reason}", file=sys.stderr)
+        # read before dbt starts, under the lock: exactly what this build folds in
+        landed_until = build_state.landed_until(lake)
+        fingerprint = build_state.project_fingerprint(PROJECT_DIR)
+        arguments = ["build"]
+        if plan.full_refresh:
+            arguments.append("--full-refresh")
+        if select:
+            arguments += ["--select", select]
+        if plan.excluded:
+            arguments += ["--exclude", *plan.excluded]
+        if not docs:
+            # docs generate reuses the manifest; without docs nothing needs dbt's JSON artifacts
+            arguments.append("--no-write-json")
+        returncode, output = _run_dbt(
+            arguments, lake, target_path, quiet=quiet, tests_changed_since=plan.tests_changed_since
+        )
+        results = _read_run_results(target_path)
+        if returncode != 0:
+            raise DbtError(_failure_message("build", results, output))
+        if select is None:
+            # only a complete build vouches for every model; a partial one leaves the record as it was
+            build_state.write(
+                warehouse,
+                build_state.BuildState(
+                    project_fingerprint=fingerprint,
+                    lake_path=str(lake),
+                    landed_until=landed_until,
+                    built_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                    full_refresh=plan.full_refresh,
+                ),
+            )
 
     docs_generated = False
     if docs:
@@ -230,15 +364,34 @@ def build(
         status_counts[result["status"]] = status_counts.get(result["status"], 0) + 1
     return BuildSummary(
         lake=lake,
-        warehouse=lake_layout.warehouse_path(lake),
+        warehouse=warehouse,
         target_path=target_path,
         status_counts=status_counts,
         warnings=_outcomes(results, frozenset({"warn"})),
         elapsed_s=elapsed,
         docs_generated=docs_generated,
-        full_refresh=full_refresh,
+        full_refresh=plan.full_refresh,
         select=select,
+        plan=plan,
     )
+
+
+@contextlib.contextmanager
+def _lake_lock(lake: Path) -> Iterator[None]:
+    """The landing's exclusive lock on the lake, held for the whole build (fails fast if a landing runs)."""
+    lock_path = lake / "raw" / LANDING_LOCK_FILE
+    try:
+        handle = open(lock_path, "a+b")  # noqa: SIM115 - held for the whole with-block
+    except OSError as exc:
+        raise LakeError(f"cannot write to lake directory {lake}: {exc.strerror or exc}") from exc
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LakeError(f"a medlake land or build is using {lake}; wait for it to finish") from None
+        yield
+    finally:
+        handle.close()
 
 
 def _generate_docs(lake: Path, target_path: Path, *, quiet: bool) -> bool:

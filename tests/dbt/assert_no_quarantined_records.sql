@@ -2,6 +2,7 @@
 
 -- Warns with the number of quarantined files, records and labels: they did not land, and a
 -- human should look at fct_data_quality (finding_type quarantined_*) for file, position and reason.
+-- In an incremental build it counts the new delivery's quarantine only (changed_rows.sql).
 select
     entity,
     reason_code,
@@ -9,4 +10,5 @@ select
     record_position,
     label_position,
     reason
-from {{ ref('stg_neuralmed__quarantined_records') }}
+from {{ source('neuralmed', 'quarantine') }}
+where {{ changed_rows_predicate('ingested_at') }}
