@@ -8,9 +8,15 @@ Layout written under ``OUT``::
     synth_summary.json           the ground truth (counts and expected answers), no wall time
 
 Same seed -> same bytes. The exams are generated in blocks of :data:`BLOCK_EXAMS` records;
-each block has its own random stream seeded from (seed, block index) and writes its own
-files, so blocks run in parallel worker processes and the output does not depend on the
-worker count. Memory stays flat as ``exams`` grows: a block is written and dropped.
+each block has its own random stream seeded from (seed, block index), so blocks are
+generated in parallel worker processes and the output does not depend on the worker count.
+The main process creates the blocks' files in block order (one writer per directory is
+faster than two). Memory stays flat as ``exams`` grows: a few blocks are in flight at a time.
+
+Exam files hold 1-4 exams (mean 2, so a million exams are about 500 k exam files, like real
+deliveries); the ids are 1..N in record order, re-delivery slots reuse an earlier id. The
+first K exams (``dicom_exams``) get a chest body_part and a DICOM named after the SOP
+Instance UID their ``image_path`` ends with (``gs://medlake-synth/chest/<uid>.dcm``).
 
 What a delivery looks like (shares are per record unless noted):
 
