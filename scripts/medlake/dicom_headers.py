@@ -190,6 +190,7 @@ class ScanSummary:
     dicom_instances: int
     media_types: dict[str, int] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
+    ignored_entries: tuple[str, ...] = ()  # FIFOs, sockets, devices: listed, never read
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,6 +204,7 @@ class ScanSummary:
             "dicom_instances": self.dicom_instances,
             "media_types": dict(sorted(self.media_types.items())),
             "quarantined": dict(sorted(self.quarantined.items())),
+            "ignored_entries": list(self.ignored_entries),
             "seconds": round(self.seconds, 3),
         }
 
@@ -221,6 +223,8 @@ class ScanSummary:
                 lines.append(f"  quarantined {reason_code:<22} {count:>6}")
         else:
             lines.append("  quarantined             0")
+        if self.ignored_entries:
+            lines.append(f"  ignored (not regular files): {', '.join(self.ignored_entries)}")
         lines.append(f"  took {self.seconds:.2f} s")
         return "\n".join(lines)
 
@@ -234,7 +238,8 @@ def scan_directory(input_dir: Path, lake: Path, *, delivery_date: dt.date | None
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         raise LandingError(f"input directory not found: {input_dir}")
-    relpaths = landing.list_files(input_dir, "")
+    not_files: list[str] = []
+    relpaths = landing.list_files(input_dir, "", not_files)
     result = landing.land_tasks(
         input_dir, Path(lake), {landing.IMAGE: relpaths}, delivery_date=delivery_date, workers=None, progress=progress
     )
@@ -248,5 +253,6 @@ def scan_directory(input_dir: Path, lake: Path, *, delivery_date: dt.date | None
         dicom_instances=result.rows.get("dicom_instances", 0),
         media_types=dict(result.media_types),
         quarantined=dict(result.quarantined),
+        ignored_entries=tuple(not_files),
         seconds=time.perf_counter() - started,
     )

@@ -112,10 +112,13 @@ _JSONDecodeError = orjson.JSONDecodeError
 # --- listing -----------------------------------------------------------------------
 
 
-def list_files(root: Path, subdir: str) -> list[str]:
-    """Every regular file under ``root/subdir`` (recursive), as sorted POSIX paths relative to ``root``.
+def list_files(root: Path, subdir: str, not_files: list[str] | None = None) -> list[str]:
+    """Every file under ``root/subdir`` (recursive), as sorted POSIX paths relative to ``root``.
 
-    Symlinked directories are not followed (no loops); symlinked files are landed like files.
+    Symlinked directories are not followed (no loops); symlinked files are landed like files,
+    and a dangling symlink is listed too, so reading it fails and it is quarantined
+    (``unreadable_file``) rather than silently missing. FIFOs, sockets and devices are not
+    read (a FIFO would block): they are appended to ``not_files`` for the summary.
     """
     found: list[str] = []
     start = root / subdir if subdir else root
@@ -127,8 +130,10 @@ def list_files(root: Path, subdir: str) -> list[str]:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
                         pending.append((entry.path, f"{prefix}{entry.name}/"))
-                    elif entry.is_file():
+                    elif entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path)):
                         found.append(prefix + entry.name)
+                    elif not_files is not None and not entry.is_dir():
+                        not_files.append(f"{prefix}{entry.name} (not a regular file)")
         except OSError as exc:
             raise LandingError(f"cannot list {directory}: {exc.strerror or exc}") from exc
     found.sort()
@@ -891,7 +896,8 @@ class LandingSummary:
         if self.ignored_entries:
             shown = ", ".join(self.ignored_entries[:5]) + (", ..." if len(self.ignored_entries) > 5 else "")
             lines.append(
-                f"  ignored (not exam/, medical_report/, images/): {len(self.ignored_entries)} entries: {shown}"
+                f"  ignored (outside exam/, medical_report/, images/, or not a regular file): "
+                f"{len(self.ignored_entries)}: {shown}"
             )
         lines.append("  rows landed")
         for table in ("exams", "exam_labels", "medical_reports", "image_files", "dicom_instances"):
@@ -948,7 +954,7 @@ def land(
     files_seen: dict[str, int] = {}
     for directory in present:
         entity = ENTITY_DIRS[directory]
-        relpaths = list_files(input_dir, directory)
+        relpaths = list_files(input_dir, directory, ignored)
         files_seen[entity] = len(relpaths)
         files_by_entity[entity] = relpaths
     result = land_tasks(

@@ -6,6 +6,7 @@ Each test lands into its own lake under tmp_path and reads the Parquet back: no 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -329,6 +330,20 @@ def test_land_command_prints_a_summary_and_exits_zero_when_only_quarantining(tmp
     data = json.loads(capsys.readouterr().out)
     assert code == 0
     assert data["files_skipped_already_landed"] == {"exam": len(EXAM_FILES), "medical_report": len(REPORT_FILES)}
+
+
+def test_unreadable_and_special_files_are_reported_not_dropped(tmp_path):
+    delivery = write_delivery(tmp_path / "delivery")
+    (delivery / "exam" / "z_gone.json").symlink_to(tmp_path / "deleted-before-landing.json")
+    os.mkfifo(delivery / "exam" / "z_pipe")
+    summary = landing.land(delivery, tmp_path / "lake", delivery_date=None, workers=1, progress=False)
+    gone = [q for q in rows(tmp_path / "lake", "quarantine") if q["source_file"] == "exam/z_gone.json"]
+    assert [(q["reason_code"], q["record_position"]) for q in gone] == [("unreadable_file", None)]
+    assert "No such file" in gone[0]["reason"]
+    manifest = {row["source_file"] for row in rows(tmp_path / "lake", "landed_files")}
+    assert "exam/z_gone.json" not in manifest  # no bytes, no sha256: retried by the next run
+    assert "exam/z_pipe (not a regular file)" in summary.ignored_entries
+    assert summary.files_seen["exam"] == len(EXAM_FILES) + 1
 
 
 # --- fatal errors -----------------------------------------------------------------
