@@ -97,7 +97,12 @@ candidate_records as (
             source_file_name,
             exam_last_ingested_at as latest_landing_at
         from {{ this }}
-        where exam_natural_key in (select new_records.exam_natural_key from new_records)
+        -- a narrow, exact match first: a delivery of new exams fetches no wide rows at all
+        where exam_key in (
+            select existing_records.exam_key
+            from {{ this }} as existing_records
+            where existing_records.exam_natural_key in (select new_records.exam_natural_key from new_records)
+        )
 
     {% endif %}
 

@@ -62,36 +62,32 @@ exam_labels as (
 
 ),
 
-{% if is_incremental() %}
-
-    -- reports landed since, or whose file slot (name + position) got a new exam record: the pairing may differ
-    changed_slots as (
-
-        select
-            source_file_name,
-            record_position
-        from {{ ref('int_exam_records_ranked') }}
-        where ingested_at > {{ landed_after }}
-
-    ),
-
-{% endif %}
-
 reports as (
 
-    select all_reports.*
-    from {{ ref('fct_medical_reports') }} as all_reports
-    {% if is_incremental() -%}
-        where
-            all_reports.ingested_at > {{ landed_after }}
-            or exists (
-                select 1
-                from changed_slots
-                where
-                    changed_slots.source_file_name = all_reports.source_file_name
-                    and changed_slots.record_position = all_reports.record_position
-            )
-    {%- endif %}
+    -- reports landed since: fct_medical_reports just wrote them at its end (min/max pruning)
+    select * from {{ ref('fct_medical_reports') }}
+    where ingested_at > {{ landed_after }}
+
+    {% if is_incremental() %}
+
+        union all
+
+        -- older reports whose file slot (name + position) got a new exam record: the pairing may differ
+        select older_reports.*
+        from {{ ref('fct_medical_reports') }} as older_reports
+        inner join (
+            select distinct
+                source_file_name,
+                record_position
+            from {{ ref('int_exam_records_ranked') }}
+            where ingested_at > {{ landed_after }}
+        ) as changed_slots
+            on
+                older_reports.source_file_name = changed_slots.source_file_name
+                and older_reports.record_position = changed_slots.record_position
+        where older_reports.ingested_at <= {{ landed_after }}
+
+    {% endif %}
 
 ),
 

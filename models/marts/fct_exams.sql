@@ -54,21 +54,16 @@ reports as (
 
     ),
 
-    touched_exams as (
+    -- exams at a changed slot whose own records did not change: a report may have moved to or from them
+    repaired_exams as (
 
-        select exam_key
-        from exam_records
-        where exam_last_ingested_at > {{ landed_after }}
-
-        union
-
-        -- every exam with a record at a changed slot: a report may have moved to or from it
-        select exam_records.exam_key
+        select distinct exam_records.exam_key
         from exam_records
         inner join changed_slots
             on
                 exam_records.source_file_name = changed_slots.source_file_name
                 and exam_records.record_position = changed_slots.record_position
+        where exam_records.exam_last_ingested_at <= {{ landed_after }}
 
     ),
 
@@ -76,12 +71,31 @@ reports as (
 
 exams as (
 
+    -- an exam with a record landed since: int_exam_records_ranked just rewrote all its rows, so this
+    -- filter reads only the table's last row groups (min/max pruning), not every exam
     select * from {{ ref('int_exams_deduplicated') }}
-    {% if is_incremental() -%}
-        where exam_key in (select touched_exams.exam_key from touched_exams)
-    {%- endif %}
+    where exam_last_ingested_at > {{ landed_after }}
+
+    {% if is_incremental() %}
+
+        union all
+
+        select * from {{ ref('int_exams_deduplicated') }}
+        where exam_key in (select repaired_exams.exam_key from repaired_exams)
+
+    {% endif %}
 
 ),
+
+{% if is_incremental() %}
+
+    touched_exams as (
+
+        select exams.exam_key from exams
+
+    ),
+
+{% endif %}
 
 labels as (
 

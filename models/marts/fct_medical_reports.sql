@@ -86,7 +86,10 @@ new_versions as (
 
         union
 
-        select new_versions.report_key from new_versions
+        -- re-delivered report files (a narrow, exact match first: brand-new keys fetch nothing wide)
+        select existing_reports.report_key
+        from {{ this }} as existing_reports
+        where existing_reports.report_key in (select new_versions.report_key from new_versions)
 
     ),
 

@@ -32,6 +32,7 @@ FINGERPRINT_SUFFIXES = (".sql", ".yml", ".yaml", ".csv")
 FINGERPRINT_FILES = ("dbt_project.yml", "profiles.yml")
 # Raw tables written by a landing (they carry ingested_at); PACS tables have their own run times.
 LANDED_TABLES = tuple(name for name, schema in RAW_TABLES.items() if "ingested_at" in schema.names)
+PACS_TABLES = tuple(name for name in RAW_TABLES if name not in LANDED_TABLES)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class BuildState:
     project_fingerprint: str
     lake_path: str  # the staging views read the raw Parquet under this absolute path
     landed_until: dt.datetime | None  # naive UTC; None for a lake with nothing landed
+    pacs_signature: str  # the PACS raw files the build saw (pacs_signature())
     built_at: dt.datetime  # naive UTC
     full_refresh: bool
 
@@ -49,6 +51,7 @@ class BuildState:
             "project_fingerprint": self.project_fingerprint,
             "lake_path": self.lake_path,
             "landed_until": self.landed_until.isoformat(sep=" ") if self.landed_until else None,
+            "pacs_signature": self.pacs_signature,
             "built_at": self.built_at.isoformat(sep=" "),
             "full_refresh": self.full_refresh,
         }
@@ -67,6 +70,20 @@ def project_fingerprint(project_dir: Path) -> str:
             digest.update(str(path.relative_to(project_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
     for package in ("dbt-core", "dbt-duckdb"):
         digest.update(f"{package}=={version(package)}\0".encode())
+    return digest.hexdigest()
+
+
+def pacs_signature(lake: Path) -> str:
+    """A hash of the PACS raw files (names, sizes, modification times): equal means no PACS run wrote since.
+
+    PACS rows carry run times, not landing times, so the PACS marts cannot be built by watermark;
+    they are small, and rebuilt whenever this signature moves.
+    """
+    digest = hashlib.sha256()
+    for table in PACS_TABLES:
+        for path in sorted(lake_layout.raw_dir(lake, table).rglob("*.parquet")):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(lake)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
     return digest.hexdigest()
 
 
@@ -95,7 +112,7 @@ def read(warehouse: Path) -> BuildState | None:
     try:
         with duckdb.connect(str(warehouse), read_only=True) as connection:
             rows = connection.execute(
-                f"select project_fingerprint, lake_path, landed_until, built_at, full_refresh "
+                f"select project_fingerprint, lake_path, landed_until, pacs_signature, built_at, full_refresh "
                 f"from {STATE_SCHEMA}.{STATE_TABLE}"
             ).fetchall()
     except (duckdb.CatalogException, duckdb.BinderException):
@@ -104,8 +121,8 @@ def read(warehouse: Path) -> BuildState | None:
         raise LakeError(f"cannot read the build record in {warehouse}: {exc}") from exc
     if len(rows) != 1:
         return None
-    fingerprint, lake_path, landed, built_at, full_refresh = rows[0]
-    return BuildState(fingerprint, lake_path, landed, built_at, bool(full_refresh))
+    fingerprint, lake_path, landed, pacs, built_at, full_refresh = rows[0]
+    return BuildState(fingerprint, lake_path, landed, pacs, built_at, bool(full_refresh))
 
 
 def write(warehouse: Path, state: BuildState) -> None:
@@ -116,11 +133,19 @@ def write(warehouse: Path, state: BuildState) -> None:
             connection.execute(
                 f"create or replace table {STATE_SCHEMA}.{STATE_TABLE} ("
                 "project_fingerprint varchar not null, lake_path varchar not null, landed_until timestamp, "
+                "pacs_signature varchar not null, "
                 "built_at timestamp not null, full_refresh boolean not null)"
             )
             connection.execute(
-                f"insert into {STATE_SCHEMA}.{STATE_TABLE} values (?, ?, ?, ?, ?)",
-                [state.project_fingerprint, state.lake_path, state.landed_until, state.built_at, state.full_refresh],
+                f"insert into {STATE_SCHEMA}.{STATE_TABLE} values (?, ?, ?, ?, ?, ?)",
+                [
+                    state.project_fingerprint,
+                    state.lake_path,
+                    state.landed_until,
+                    state.pacs_signature,
+                    state.built_at,
+                    state.full_refresh,
+                ],
             )
     except duckdb.Error as exc:
         raise LakeError(f"cannot record the build in {warehouse}: {exc}") from exc

@@ -63,6 +63,8 @@ sys.exit(0 if outcome.success else 2 if outcome.exception is not None else 1)
 # already defined (they read the raw Parquet live), seeds are already loaded, unit tests check
 # SQL logic that has not changed. Tests of data still run, on the changed rows.
 UNCHANGED_NODES = ("config.materialized:view", "resource_type:seed", "resource_type:unit_test")
+# The marts built from PACS raw tables only; skipped (with their tests) while no PACS run wrote.
+PACS_MARTS = ("fct_predictions", "fct_model_runs")
 TESTS_SINCE_VARIABLE = "MEDLAKE_TESTS_CHANGED_SINCE"
 # The landing's lock file (medlake.landing): a build never runs while a delivery is being landed,
 # so every landing is either wholly before a build's watermark or wholly after it.
@@ -277,20 +279,20 @@ def plan_build(lake: Path, *, full_refresh: bool) -> BuildPlan:
             None,
         )
     since = state.landed_until.isoformat(sep=" ") if state.landed_until else None
+    unchanged = list(UNCHANGED_NODES)
+    skipped = "views, seeds and unit tests unchanged"
     if state.lake_path != str(lake):
         # the views name the raw Parquet by absolute path: a moved or copied lake needs them re-created
-        return BuildPlan(
-            "incremental",
-            f"folding in what landed after {since or 'the previous build'}; the lake moved, so views are re-created",
-            False,
-            tuple(selector for selector in UNCHANGED_NODES if selector != "config.materialized:view"),
-            since,
-        )
+        unchanged.remove("config.materialized:view")
+        skipped = "the lake moved, so views are re-created"
+    if state.pacs_signature == build_state.pacs_signature(lake):
+        unchanged += PACS_MARTS
+        skipped += "; no PACS run since"
     return BuildPlan(
         "incremental",
-        f"folding in what landed after {since or 'the previous build'}; views, seeds and unit tests unchanged",
+        f"folding in what landed after {since or 'the previous build'}; {skipped}",
         False,
-        UNCHANGED_NODES,
+        tuple(unchanged),
         since,
     )
 
@@ -324,6 +326,7 @@ def build(
             print(f"medlake build: {plan.mode} - {plan.reason}", file=sys.stderr)
         # read before dbt starts, under the lock: exactly what this build folds in
         landed_until = build_state.landed_until(lake)
+        pacs_signature = build_state.pacs_signature(lake)
         fingerprint = build_state.project_fingerprint(PROJECT_DIR)
         arguments = ["build"]
         if plan.full_refresh:
@@ -349,6 +352,7 @@ def build(
                     project_fingerprint=fingerprint,
                     lake_path=str(lake),
                     landed_until=landed_until,
+                    pacs_signature=pacs_signature,
                     built_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
                     full_refresh=plan.full_refresh,
                 ),

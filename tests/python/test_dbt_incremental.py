@@ -271,6 +271,7 @@ def test_delivery_a_builds_incrementally_to_the_full_refresh_marts(after_deliver
     plan = after_delivery_a["summary"].plan
     assert plan.mode == "incremental" and not plan.full_refresh
     assert plan.tests_changed_since is not None  # tests looked at the new rows only
+    assert set(dbt_runner.PACS_MARTS) <= set(plan.excluded)  # no PACS run: the PACS marts stay as they are
     assert after_delivery_a["summary"].status_counts.get("error", 0) == 0
     # nothing silently lost: 122 sample exams + the new one + the new one without id
     assert after_delivery_a["counts"]["fct_exams"] == 124
@@ -321,7 +322,8 @@ def test_rebuild_without_new_data_changes_nothing(after_rebuild_without_news):
 
 
 def test_report_only_corrections_and_pacs_run_build_incrementally(after_delivery_b, incremental_lake):
-    assert after_delivery_b["summary"].plan.mode == "incremental"
+    plan = after_delivery_b["summary"].plan
+    assert plan.mode == "incremental" and not set(dbt_runner.PACS_MARTS) & set(plan.excluded)
     texts = dict(
         sql(
             incremental_lake,
@@ -389,7 +391,7 @@ def test_a_changed_project_forces_a_full_refresh(built_sample_lake, tmp_path):
     in_place = dbt_runner.plan_build(built_sample_lake, full_refresh=False)
     assert in_place.mode == "incremental" and "config.materialized:view" in in_place.excluded
     stale = build_state.BuildState(
-        "an older project", recorded.lake_path, recorded.landed_until, recorded.built_at, False
+        "an older project", recorded.lake_path, recorded.landed_until, recorded.pacs_signature, recorded.built_at, False
     )
     build_state.write(lake.warehouse_path(lake_dir), stale)
     plan = dbt_runner.plan_build(lake_dir, full_refresh=False)
