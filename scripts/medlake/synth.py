@@ -84,6 +84,11 @@ REPORT_PUBLICATION_SHARE = 0.20
 
 YEAR_START = int(dt.datetime(2021, 1, 1, tzinfo=dt.UTC).timestamp())
 YEAR_SECONDS = 365 * 86_400
+# Increments (generate_increment) are published in the 30 days after the latest base record
+# (base re-deliveries reach at most 20 days into 2022).
+INCREMENT_START = int(dt.datetime(2022, 1, 25, tzinfo=dt.UTC).timestamp())
+INCREMENT_SECONDS = 30 * 86_400
+INCREMENT_REDELIVERY_SHARE = 0.10
 REDELIVERY_DELAY_SECONDS = (3_600, 20 * 86_400)
 
 SOURCES = ("hospital ABC", "first institute", "clinica sao lucas")
@@ -164,9 +169,30 @@ def uid_for(seed: int, key: str) -> str:
     return f"2.25.{int.from_bytes(digest[:16], 'big')}"
 
 
-def _file_name(seed: int, block: int, index: int) -> str:
-    digest = hashlib.sha256(f"medlake-synth-file:{seed}:{block}:{index}".encode()).digest()
+def _file_name(kind: str, seed: int, block: int, index: int) -> str:
+    digest = hashlib.sha256(f"medlake-synth-file:{kind}:{seed}:{block}:{index}".encode()).digest()
     return f"{uuid.UUID(bytes=digest[:16], version=4)}.json"
+
+
+def _identity(identity_seed: int, exam_id: int, dicom: bool) -> tuple[Any, Any, str, str, str, str]:
+    """What stays the same each time an exam is delivered: id spelling, source, dataset, body part, image.
+
+    Drawn from a hash of (identity seed, exam id), not from the block's random stream, so a
+    re-delivery, even in a later increment generated separately, repeats them exactly.
+    """
+    h = hashlib.blake2b(f"medlake-synth-exam:{identity_seed}:{exam_id}".encode(), digest_size=16).digest()
+    exam_id_value: Any = str(exam_id) if h[0] < STRING_ID_SHARE * 256 else exam_id
+    source = SOURCES[h[1] % len(SOURCES)]
+    source_value: Any = [source] if h[2] < SOURCE_AS_LIST_SHARE * 256 else source
+    dataset_type = "private" if h[3] < 0.9 * 256 else "public"
+    dataset = "batch" if h[4] < 0.8 * 256 else "stream"
+    if dicom:
+        body_part = CHEST_SPELLINGS[h[5] % len(CHEST_SPELLINGS)]
+    else:
+        body_part = _BODY_TABLE[int.from_bytes(h[6:10], "big") % len(_BODY_TABLE)][0]
+    sop_uid = uid_for(identity_seed, f"exam:{exam_id}:sop")
+    image_path = f"{IMAGE_URI_PREFIX}/{_CANONICAL_BODY[body_part]}/{sop_uid}.dcm"
+    return exam_id_value, source_value, dataset_type, dataset, body_part, image_path
 
 
 def _expanded(table: tuple[tuple[Any, ...], ...]) -> tuple[tuple[Any, ...], ...]:
@@ -219,6 +245,13 @@ class _BlockSpec:
     records: int  # landable exam records in this block (originals + re-deliveries)
     redeliveries: int
     dicom_originals: int  # how many of the block's first originals get a DICOM file
+    identity_seed: int  # seed of the exams' identities (the base delivery's seed, for an increment)
+    base_exams: int = 0  # > 0: an increment; its re-deliveries are of base exam ids 1..base_exams
+    base_dicom_exams: int = 0  # base exam ids 1..K have chest images (their re-deliveries stay chest)
+
+    @property
+    def kind(self) -> str:
+        return "increment" if self.base_exams else "base"
 
 
 @dataclass
@@ -228,8 +261,8 @@ class _BlockStats:
     files: list[tuple[str, bytes]] = field(default_factory=list)  # (path under out, bytes) to create
 
 
-def _redeliveries(records: int) -> int:
-    return 0 if records < 5 else max(1, round(records * REDELIVERY_SHARE))
+def _redeliveries(records: int, share: float = REDELIVERY_SHARE) -> int:
+    return 0 if records < 5 else max(1, round(records * share))
 
 
 class _BlockWriter:
@@ -248,6 +281,8 @@ class _BlockWriter:
     # -- records --
 
     def _timestamp(self) -> float:
+        if self.spec.base_exams:  # an increment comes after everything its base delivered
+            return round(INCREMENT_START + self.rng.random() * INCREMENT_SECONDS, 6)
         return round(YEAR_START + self.rng.random() * YEAR_SECONDS, 6)
 
     def _pick(self, table: tuple[Any, ...]) -> Any:
@@ -281,18 +316,17 @@ class _BlockWriter:
 
     def _exam(self, exam_id: int, *, with_id: bool, dicom: bool, published: float) -> dict[str, Any]:
         rand, pick = self.random, self._pick
-        seed = self.spec.seed
+        id_value, source, dataset_type, dataset, body_part, image_path = _identity(
+            self.spec.identity_seed, exam_id, dicom
+        )
         content: dict[str, Any] = {}
         if with_id:
-            content["id"] = str(exam_id) if rand() < STRING_ID_SHARE else exam_id
-        source = pick(SOURCES)
-        content["source"] = [source] if rand() < SOURCE_AS_LIST_SHARE else source
-        content["dataset_type"] = "private" if rand() < 0.9 else "public"
-        content["dataset"] = "batch" if rand() < 0.8 else "stream"
-        body_part = pick(CHEST_SPELLINGS) if dicom else pick(_BODY_TABLE)[0]
+            content["id"] = id_value
+        content["source"] = source
+        content["dataset_type"] = dataset_type
+        content["dataset"] = dataset
         content["body_part"] = body_part
-        sop_uid = uid_for(seed, f"exam:{exam_id}:sop")
-        content["image_path"] = f"{IMAGE_URI_PREFIX}/{_CANONICAL_BODY[body_part]}/{sop_uid}.dcm"
+        content["image_path"] = image_path
         roll = rand()
         if roll < LABELS_ABSENT_SHARE:
             pass
@@ -344,7 +378,7 @@ class _BlockWriter:
         return orjson.dumps(records)
 
     def _next_name(self) -> str:
-        name = _file_name(self.spec.seed, self.spec.block, self.file_index)
+        name = _file_name(self.spec.kind, self.spec.seed, self.spec.block, self.file_index)
         self.file_index += 1
         return name
 
@@ -408,21 +442,23 @@ class _BlockWriter:
         if self.bad_block:
             self._inject_label_not_object(exams)
         self._pack(exams, inject_bad_record=self.bad_block)
+        # Re-deliveries: same identity (_identity), new labels, a later publication_timestamp.
         redelivered: list[dict[str, Any]] = []
         candidates = sorted(latest)
-        for _ in range(spec.redeliveries if candidates else 0):
-            exam_id = rng.choice(candidates)
-            earlier = latest[exam_id]
-            published = round(earlier["publication_timestamp"] + rng.uniform(*REDELIVERY_DELAY_SECONDS), 6)
-            again = self._exam(
-                exam_id, with_id=True, dicom=exam_id <= spec.first_slot + spec.dicom_originals, published=published
-            )
-            # Same exam: same id spelling and same image; only labels and timestamp move on.
-            again["content"]["id"] = earlier["content"]["id"]
-            if "image_path" in earlier["content"]:
-                again["content"]["image_path"] = earlier["content"]["image_path"]
+        for _ in range(spec.redeliveries if candidates or spec.base_exams else 0):
+            if spec.base_exams:
+                exam_id = 1 + int(self.random() * spec.base_exams)
+                dicom = exam_id <= spec.base_dicom_exams
+                published = self._timestamp()
+            else:
+                exam_id = rng.choice(candidates)
+                dicom = exam_id <= spec.first_slot + spec.dicom_originals
+                delay = rng.uniform(*REDELIVERY_DELAY_SECONDS)
+                published = round(latest[exam_id]["publication_timestamp"] + delay, 6)
+            again = self._exam(exam_id, with_id=True, dicom=dicom, published=published)
             redelivered.append(again)
-            latest[exam_id] = again
+            if exam_id not in latest or published >= latest[exam_id]["publication_timestamp"]:
+                latest[exam_id] = again
         counts["redelivered_records"] += len(redelivered)
         self._pack(redelivered, inject_bad_record=False)
         if self.bad_block:
@@ -461,7 +497,7 @@ class _BlockWriter:
             self.stats.counts["chest_exams_with_6plus_labels"] += 1
 
     def _write_dicom(self, exam_id: int, exam: dict[str, Any]) -> None:
-        seed = self.spec.seed
+        seed = self.spec.identity_seed
         sop_uid = uid_for(seed, f"exam:{exam_id}:sop")
         write_chest_cr(
             self.out / "images" / f"{sop_uid}.dcm",
@@ -689,15 +725,38 @@ def _create_files(out: Path, files: list[tuple[str, bytes]]) -> None:
         raise SynthError(f"cannot write to {out}: {exc.strerror or exc}") from exc
 
 
-def _plan(out: Path, exams: int, seed: int, dicom_exams: int) -> list[_BlockSpec]:
+def _plan(
+    out: Path,
+    exams: int,
+    seed: int,
+    dicom_exams: int,
+    *,
+    identity_seed: int,
+    base_exams: int = 0,
+    base_dicom_exams: int = 0,
+) -> list[_BlockSpec]:
     specs = []
     dicom_left = dicom_exams
-    for block, first_slot in enumerate(range(0, exams, BLOCK_EXAMS)):
-        records = min(BLOCK_EXAMS, exams - first_slot)
-        redeliveries = _redeliveries(records)
+    share = INCREMENT_REDELIVERY_SHARE if base_exams else REDELIVERY_SHARE
+    for block, offset in enumerate(range(0, exams, BLOCK_EXAMS)):
+        records = min(BLOCK_EXAMS, exams - offset)
+        redeliveries = _redeliveries(records, share)
         dicom_here = min(dicom_left, records - redeliveries)
         dicom_left -= dicom_here
-        specs.append(_BlockSpec(str(out), seed, block, first_slot, records, redeliveries, dicom_here))
+        specs.append(
+            _BlockSpec(
+                str(out),
+                seed,
+                block,
+                base_exams + offset,
+                records,
+                redeliveries,
+                dicom_here,
+                identity_seed,
+                base_exams,
+                base_dicom_exams,
+            )
+        )
     return specs
 
 
@@ -731,16 +790,58 @@ def generate(
     workers: int | None = None,
 ) -> SynthSummary:
     """Write a synthetic delivery of ``exams`` landable exam records to ``out``."""
-    from tqdm import tqdm
-
-    started = time.perf_counter()
     if exams < 1:
         raise SynthError(f"exams must be >= 1, got {exams}")
-    out = Path(out)
     dicom_exams = min(DEFAULT_DICOM_EXAMS, exams) if dicom_exams is None else dicom_exams
     if dicom_exams < 0:
         raise SynthError(f"dicom_exams must be >= 0, got {dicom_exams}")
-    specs = _plan(out, exams, seed, dicom_exams)
+    specs = _plan(Path(out), exams, seed, dicom_exams, identity_seed=seed)
+    return _generate(Path(out), specs, seed=seed, progress=progress, workers=workers)
+
+
+def generate_increment(
+    out: Path,
+    *,
+    exams: int,
+    seed: int,
+    base_exams: int,
+    base_seed: int | None = None,
+    base_dicom_exams: int | None = None,
+    dicom_exams: int = 0,
+    progress: bool = False,
+    workers: int | None = None,
+) -> SynthSummary:
+    """Write a later delivery on top of a base written by ``generate(exams=base_exams, seed=base_seed)``.
+
+    ``exams`` landable records: new exams (ids after ``base_exams``) and 10% re-deliveries of
+    base exam ids with new labels, all published in the 30 days after anything in the base.
+    With the base's seed (``base_seed``), re-delivered exams keep their id spelling, source,
+    body part and image path exactly; without it they are only the same ids. File names never
+    collide with the base's. ``base_dicom_exams`` defaults like ``generate``'s ``dicom_exams``.
+    """
+    if exams < 1 or base_exams < 1:
+        raise SynthError(f"exams and base_exams must be >= 1, got {exams} and {base_exams}")
+    if dicom_exams < 0:
+        raise SynthError(f"dicom_exams must be >= 0, got {dicom_exams}")
+    base_dicom = min(DEFAULT_DICOM_EXAMS, base_exams) if base_dicom_exams is None else base_dicom_exams
+    identity_seed = seed if base_seed is None else base_seed
+    specs = _plan(
+        Path(out),
+        exams,
+        seed,
+        dicom_exams,
+        identity_seed=identity_seed,
+        base_exams=base_exams,
+        base_dicom_exams=base_dicom,
+    )
+    return _generate(Path(out), specs, seed=seed, progress=progress, workers=workers)
+
+
+def _generate(out: Path, specs: list[_BlockSpec], *, seed: int, progress: bool, workers: int | None) -> SynthSummary:
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    exams = sum(spec.records for spec in specs)
     _prepare_out(out)
     workers = workers or os.cpu_count() or 1
     counts: Counter[str] = Counter()

@@ -178,6 +178,39 @@ def test_torchxrayvision_reads_the_synthetic_dicoms(delivery):
         assert -1024 <= image.min() < image.max() <= 1024
 
 
+def test_an_increment_redelivers_base_exams_with_the_same_identity_and_new_exams_after_them(delivery, tmp_path):
+    base_out, base = delivery
+    lake = tmp_path / "lake"
+    landing.land(base_out, lake, delivery_date=None, workers=1, progress=False)
+    increment = synth.generate_increment(
+        tmp_path / "inc", exams=300, seed=5, base_exams=EXAMS, base_seed=11, base_dicom_exams=6
+    )
+    assert increment.exam_records == 300
+    increment_files = {f"exam/{p.name}" for p in (tmp_path / "inc" / "exam").iterdir()}
+    assert not increment_files & {f"exam/{p.name}" for p in (base_out / "exam").iterdir()}
+    second = landing.land(tmp_path / "inc", lake, delivery_date=None, workers=1, progress=False)
+    assert second.rows_landed["exams"] == 300
+    exams = read_raw(lake, "exams").to_pylist()
+    new = [exam for exam in exams if exam["source_file"] in increment_files]
+    old = [exam for exam in exams if exam["source_file"] not in increment_files]
+    new_ids = {int(exam["id"]) for exam in new if exam["id"] is not None}
+    redelivered = {exam_id for exam_id in new_ids if exam_id <= EXAMS}
+    assert len(redelivered) >= 20  # 10 % of the increment re-delivers base exams
+    assert min(new_ids - redelivered) == EXAMS + 1
+    latest_base = max(float(exam["publication_timestamp"]) for exam in old)
+    assert min(float(exam["publication_timestamp"]) for exam in new) > latest_base
+    # Every delivery of an exam (the base's re-deliveries and the increment's) has one identity.
+    identities: dict[str, set] = {}
+    for exam in exams:
+        if exam["id"] is not None:
+            identity = (exam["source"], exam["body_part"], exam["image_path"], exam["dataset"])
+            identities.setdefault(exam["id"], set()).add(identity)
+    conflicts = {i: v for i, v in identities.items() if len({x for x in v if None not in x}) > 1}
+    assert conflicts == {}
+    assert sum(1 for v in identities.values() if len(v) == 1) > 0
+    assert base.redelivered_records > 0
+
+
 def test_synth_command(tmp_path, capsys):
     code = main(["synth", "--out", str(tmp_path / "d"), "--exams", "40", "--seed", "3", "--no-progress"])
     assert code == 0
