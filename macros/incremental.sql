@@ -52,9 +52,11 @@
         ) }}
     {%- endif -%}
     {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
-    delete from {{ target }}
-    where {{ partition_key }} in (select {{ partition_key }} from {{ batch }});
-
+    {#- its own statement (same transaction): adapters that run one statement per call need that -#}
+    {%- call statement('replace_partitions_delete') -%}
+        delete from {{ target }}
+        where {{ partition_key }} in (select {{ partition_key }} from {{ batch }})
+    {%- endcall -%}
     insert into {{ target }} ({{ columns }})
     select {{ columns }}
     from {{ batch }}

@@ -1,6 +1,8 @@
 {#
-    Casts staging uses on every source. They are dispatched so the DuckDB-only syntax lives
-    here and in staging, never in intermediate models or marts.
+    Casts staging uses on every source. Each DuckDB-only expression is dispatched
+    (adapter.dispatch): `duckdb__` is what runs here, `default__` is portable SQL built from dbt's
+    cross-database macros (dbt.safe_cast, dbt.split_part, dbt.dateadd...) for other adapters
+    (docs/scaling.md). Intermediate models and marts use none of this syntax.
 #}
 
 {# A timestamp with time zone as a plain UTC timestamp: marts never depend on the session zone. #}
@@ -16,13 +18,29 @@
     cast(({{ expression }}) at time zone 'UTC' as timestamp)
 {%- endmacro %}
 
+{#
+    A cast that gives NULL instead of failing. dbt.safe_cast is that on most adapters, but on
+    DuckDB it is a plain cast (dbt-duckdb does not override it), hence this dispatch.
+#}
+{% macro try_cast_as(expression, type) -%}
+    {{ return(adapter.dispatch('try_cast_as', 'medlake')(expression, type)) }}
+{%- endmacro %}
+
+{% macro default__try_cast_as(expression, type) -%}
+    {{ return(dbt.safe_cast(expression, type)) }}
+{%- endmacro %}
+
+{% macro duckdb__try_cast_as(expression, type) -%}
+    try_cast({{ expression }} as {{ type }})
+{%- endmacro %}
+
 {# The last segment of a path or URI: 'gs://bucket/a/b.dcm' -> 'b.dcm', 'exam/x.json' -> 'x.json'. #}
 {% macro file_name_of(expression) -%}
     {{ return(adapter.dispatch('file_name_of', 'medlake')(expression)) }}
 {%- endmacro %}
 
 {% macro default__file_name_of(expression) -%}
-    nullif(regexp_substr({{ expression }}, '[^/]+$'), '')
+    nullif(reverse({{ dbt.split_part('reverse(' ~ expression ~ ')', "'/'", 1) }}), '')
 {%- endmacro %}
 
 {% macro duckdb__file_name_of(expression) -%}
@@ -34,6 +52,18 @@
     number ('abc', '12.5', '[12]') -> NULL, which staging flags.
 #}
 {% macro integer_id(expression) -%}
+    {{ return(adapter.dispatch('integer_id', 'medlake')(expression)) }}
+{%- endmacro %}
+
+{% macro default__integer_id(expression) -%}
+    {%- set as_number = try_cast_as('trim(' ~ expression ~ ')', dbt.type_numeric()) -%}
+    case
+        when {{ as_number }} = floor({{ as_number }})
+            then cast({{ as_number }} as {{ dbt.type_bigint() }})
+    end
+{%- endmacro %}
+
+{% macro duckdb__integer_id(expression) -%}
     case
         when regexp_full_match(trim({{ expression }}), '[+-]?[0-9]{1,18}(\.0*)?')
             then try_cast(trim({{ expression }}) as bigint)
@@ -56,6 +86,31 @@
     an ISO-8601 text is accepted too. Anything else -> NULL (flagged by staging).
 #}
 {% macro epoch_or_iso_timestamp(expression) -%}
+    {{ return(adapter.dispatch('epoch_or_iso_timestamp', 'medlake')(expression)) }}
+{%- endmacro %}
+
+{% macro default__epoch_or_iso_timestamp(expression) -%}
+    {%- set seconds = try_cast_as(expression, type_double()) -%}
+    {#- whole seconds, then the microseconds: some engines take only 32-bit interval counts -#}
+    {%- set whole_seconds = dbt.dateadd(
+        'second',
+        'cast(floor(' ~ seconds ~ ') as ' ~ dbt.type_bigint() ~ ')',
+        "cast('1970-01-01 00:00:00' as " ~ dbt.type_timestamp() ~ ")",
+    ) -%}
+    coalesce(
+        case
+            when {{ seconds }} between -62135596800 and 253402300799
+                then {{ dbt.dateadd(
+                    'microsecond',
+                    'cast(round((' ~ seconds ~ ' - floor(' ~ seconds ~ ')) * 1000000) as ' ~ dbt.type_int() ~ ')',
+                    whole_seconds,
+                ) }}
+        end,
+        {{ utc_timestamp(try_cast_as(expression, dbt.type_timestamp())) }}
+    )
+{%- endmacro %}
+
+{% macro duckdb__epoch_or_iso_timestamp(expression) -%}
     coalesce(
         case
             -- years 0001..9999 only: a huge number must become NULL, not a failed build
@@ -68,7 +123,30 @@
 
 {# A text date ('2021-05-02' or '2021-05-02T10:00:00') as DATE, else NULL. #}
 {% macro text_date(expression) -%}
-    coalesce(try_cast({{ expression }} as date), cast(try_cast({{ expression }} as timestamp) as date))
+    coalesce(
+        {{ try_cast_as(expression, 'date') }},
+        cast({{ try_cast_as(expression, dbt.type_timestamp()) }} as date)
+    )
+{%- endmacro %}
+
+{# A DICOM DA value ('20211201') as DATE, else NULL. #}
+{% macro date_from_yyyymmdd(expression) -%}
+    {{ return(adapter.dispatch('date_from_yyyymmdd', 'medlake')(expression)) }}
+{%- endmacro %}
+
+{% macro default__date_from_yyyymmdd(expression) -%}
+    case
+        when length({{ expression }}) = 8
+            then {{ try_cast_as(dbt.concat([
+                'substr(' ~ expression ~ ', 1, 4)', "'-'",
+                'substr(' ~ expression ~ ', 5, 2)', "'-'",
+                'substr(' ~ expression ~ ', 7, 2)',
+            ]), 'date') }}
+    end
+{%- endmacro %}
+
+{% macro duckdb__date_from_yyyymmdd(expression) -%}
+    cast(try_strptime({{ expression }}, '%Y%m%d') as date)
 {%- endmacro %}
 
 {#
@@ -76,6 +154,19 @@
     element; a plain string stays as it is. Longer lists keep their JSON text.
 #}
 {% macro unwrap_single_element_list(expression) -%}
+    {{ return(adapter.dispatch('unwrap_single_element_list', 'medlake')(expression)) }}
+{%- endmacro %}
+
+{# Without JSON functions: a `["..."]` text holding one plain string. #}
+{% macro default__unwrap_single_element_list(expression) -%}
+    case
+        when {{ expression }} like '["%"]' and {{ expression }} not like '%","%'
+            then substr({{ expression }}, 3, length({{ expression }}) - 4)
+        else {{ expression }}
+    end
+{%- endmacro %}
+
+{% macro duckdb__unwrap_single_element_list(expression) -%}
     case
         when
             json_valid({{ expression }})
@@ -93,4 +184,17 @@
     {{ utc_timestamp('ingested_at') }} as ingested_at,
     source_file,
     source_file_sha256
+{%- endmacro %}
+
+{# An 8-byte float type: dbt.type_float() is 4-byte on DuckDB. #}
+{% macro type_double() -%}
+    {{ return(adapter.dispatch('type_double', 'medlake')()) }}
+{%- endmacro %}
+
+{% macro default__type_double() -%}
+    {{ return(dbt.type_float()) }}
+{%- endmacro %}
+
+{% macro duckdb__type_double() -%}
+    {{ return('double') }}
 {%- endmacro %}

@@ -44,26 +44,26 @@ predictions as (
         from {{ ref('int_exam_records_ranked') }}
         where exam_last_ingested_at > {{ landed_after }} and image_file_name is not null
 
-        union
+        union distinct
 
         select file_name from {{ ref('stg_imaging__image_files') }}
         where ingested_at > {{ landed_after }}
 
-        union
+        union distinct
 
         select file_name from {{ ref('stg_imaging__dicom_instances') }}
         where ingested_at > {{ landed_after }}
 
-        union
+        union distinct
 
         select file_name from uploads
         where file_name is not null
 
-        union
+        union distinct
 
         select file_name from predictions
 
-        union
+        union distinct
 
         -- images an SR refers to through the SOP Instance UID of their DICOM header
         select existing_images.file_name
@@ -206,13 +206,13 @@ landings as (
 image_names as (
 
     select file_name from exams
-    union
+    union distinct
     select file_name from image_files
-    union
+    union distinct
     select file_name from dicom_instances
-    union
+    union distinct
     select file_name from stored_images
-    union
+    union distinct
     select file_name from predictions
 
 ),

@@ -325,9 +325,9 @@ final as (
             findings.ingested_at
         from (
             select quarantined.subject_key from quarantined
-            union
+            union distinct
             select reports.report_key as subject_key from reports
-            union
+            union distinct
             select exams.exam_key as subject_key from exams
         ) as touched_subjects
         left join findings

@@ -44,7 +44,7 @@ reports as (
         from exam_records
         where ingested_at > {{ landed_after }}
 
-        union
+        union distinct
 
         select
             source_file_name,

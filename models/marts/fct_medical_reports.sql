@@ -76,7 +76,7 @@ new_versions as (
                 existing_reports.source_file_name = landed_exam_records.source_file_name
                 and existing_reports.record_position = landed_exam_records.record_position
 
-        union
+        union distinct
 
         select existing_reports.report_key
         from {{ this }} as existing_reports
@@ -84,7 +84,7 @@ new_versions as (
             on existing_reports.reported_exam_id = landed_exam_records.exam_id
         where existing_reports.reported_exam_key is null
 
-        union
+        union distinct
 
         -- re-delivered report files (a narrow, exact match first: brand-new keys fetch nothing wide)
         select existing_reports.report_key

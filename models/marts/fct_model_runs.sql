@@ -72,8 +72,8 @@ final as (
         cast(
             case
                 when latest_runs.images_total > 0
-                    then cast(latest_runs.images_failed as double) / latest_runs.images_total
-            end as double
+                    then cast(latest_runs.images_failed as {{ type_double() }}) / latest_runs.images_total
+            end as {{ type_double() }}
         ) as failure_rate,
         cast(coalesce(prediction_summary.prediction_count, 0) as integer) as prediction_count,
         cast(coalesce(prediction_summary.images_predicted, 0) as integer) as images_predicted,

@@ -61,8 +61,8 @@ sys.exit(0 if outcome.success else 2 if outcome.exception is not None else 1)
 """
 # What an incremental build skips when the warehouse was built by this very project: views are
 # already defined (they read the raw Parquet live), seeds are already loaded, unit tests check
-# SQL logic that has not changed. Tests of data still run, on the changed rows.
-UNCHANGED_NODES = ("config.materialized:view", "resource_type:seed", "resource_type:unit_test")
+# SQL logic that has not changed (so do tests tagged `logic`). Tests of data still run, on the changed rows.
+UNCHANGED_NODES = ("config.materialized:view", "resource_type:seed", "resource_type:unit_test", "tag:logic")
 # The marts built from PACS raw tables only; skipped (with their tests) while no PACS run wrote.
 PACS_MARTS = ("fct_predictions", "fct_model_runs")
 TESTS_SINCE_VARIABLE = "MEDLAKE_TESTS_CHANGED_SINCE"

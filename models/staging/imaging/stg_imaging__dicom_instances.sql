@@ -30,8 +30,8 @@ renamed as (
         transfer_syntax_uid,
 
         ----------  numerics
-        try_cast(series_number as integer) as series_number,
-        try_cast(instance_number as integer) as instance_number,
+        {{ try_cast_as('series_number', api.Column.translate_type('integer')) }} as series_number,
+        {{ try_cast_as('instance_number', api.Column.translate_type('integer')) }} as instance_number,
         rows as pixel_rows,
         columns as pixel_columns,
         bits_allocated,
@@ -41,7 +41,7 @@ renamed as (
         has_file_meta,
 
         ----------  dates (DICOM DA is YYYYMMDD)
-        cast(try_strptime(study_date, '%Y%m%d') as date) as study_date,
+        {{ date_from_yyyymmdd('study_date') }} as study_date,
 
         ----------  lineage
         {{ lineage_columns() }}
