@@ -520,8 +520,12 @@ def write_chest_cr(
     study_instance_uid: str,
     series_instance_uid: str,
     published: float,
+    rows: int = 320,
+    columns: int = 256,
 ) -> None:
-    """Write a small synthetic chest CR (PA) as a valid DICOM Part 10 file, explicit VR little endian.
+    """Write a synthetic chest CR (PA) as a valid DICOM Part 10 file, explicit VR little endian.
+
+    Small by default (320x256, so deliveries stay light); benchmarks ask for detector-sized ones.
 
     The picture is a bright body ellipse with two darker "lungs" and a spine, plus seeded
     noise: 12 bits stored in 16 (values <= 4095, as TorchXRayVision's normaliser requires).
@@ -530,7 +534,6 @@ def write_chest_cr(
     import numpy as np  # only when images are asked for
     from pydicom.dataset import FileDataset, FileMetaDataset
 
-    rows, columns = 320, 256
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"{seed}:{exam_id}:pixels".encode()).digest()[:8]))
     y, x = np.mgrid[0:rows, 0:columns].astype(np.float32)
     cy, cx = rows / 2, columns / 2
