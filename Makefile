@@ -74,7 +74,7 @@ pytest: setup
 test: setup lint sample-lake pytest
 
 bench: setup
-	$(BIN)/medlake bench --exams $(BENCH_EXAMS) --output results/bench.json
+	$(BIN)/medlake bench --exams $(BENCH_EXAMS) --workdir data/bench --output results/bench-$(BENCH_EXAMS).json
 
 docs: $(STAMP)
 	$(BIN)/medlake docs --lake data/demo/lake
