@@ -20,8 +20,6 @@
     meta={'watermark_column': 'ingested_at'},
 ) }}
 
--- depends_on: {{ ref('int_exam_records_ranked') }} (read only by incremental builds)
-
 {%- set landed_after = incremental_watermark() %}
 {%- set string_type = dbt.type_string() %}
 
@@ -64,30 +62,10 @@ exam_labels as (
 
 reports as (
 
-    -- reports landed since: fct_medical_reports just wrote them at its end (min/max pruning)
+    -- reports landed since, or whose slot got a new exam record (their pairing may differ): both have a
+    -- newer last_ingested_at, and fct_medical_reports just rewrote them at its end (min/max pruning)
     select * from {{ ref('fct_medical_reports') }}
-    where ingested_at > {{ landed_after }}
-
-    {% if is_incremental() %}
-
-        union all
-
-        -- older reports whose file slot (name + position) got a new exam record: the pairing may differ
-        select older_reports.*
-        from {{ ref('fct_medical_reports') }} as older_reports
-        inner join (
-            select distinct
-                source_file_name,
-                record_position
-            from {{ ref('int_exam_records_ranked') }}
-            where ingested_at > {{ landed_after }}
-        ) as changed_slots
-            on
-                older_reports.source_file_name = changed_slots.source_file_name
-                and older_reports.record_position = changed_slots.record_position
-        where older_reports.ingested_at <= {{ landed_after }}
-
-    {% endif %}
+    where last_ingested_at > {{ landed_after }}
 
 ),
 

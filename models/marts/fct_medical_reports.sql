@@ -8,7 +8,9 @@
     of it lands, when an exam record lands at its file name and position (the pairing may move),
     or when the exam it names first appears (reported_exam_key). Those reports are recomputed from
     their new versions plus the row already here, which stands for all older versions
-    (`delivery_count` of them), so no older raw report is read again.
+    (`delivery_count` of them), so no older raw report is read again. `last_ingested_at` (the
+    latest landing of the report or of an exam record at its slot) is the watermark, and lets
+    fct_data_quality find the reports whose pairing changed without joining slots again.
 #}
 
 {{ config(
@@ -16,7 +18,7 @@
     incremental_strategy='delete+insert',
     unique_key='report_key',
     on_schema_change='fail',
-    meta={'watermark_column': 'ingested_at'},
+    meta={'watermark_column': 'last_ingested_at'},
 ) }}
 
 {%- set landed_after = incremental_watermark() %}
@@ -169,7 +171,9 @@ candidate_pairs as (
                 case when exam_records.landing_run_id = current_reports.landing_run_id then 0 else 1 end,
                 exam_records.ingested_at desc,
                 exam_records.source_file desc
-        ) as pair_rank
+        ) as pair_rank,
+        -- the latest landing of an exam record at the report's slot: when its pairing could last change
+        max(exam_records.ingested_at) over (partition by current_reports.report_key) as slot_last_ingested_at
     from current_reports
     inner join exam_records
         on
@@ -219,7 +223,12 @@ final as (
         current_reports.record_position,
         current_reports.landing_run_id,
         current_reports.delivery_date,
-        current_reports.ingested_at
+        current_reports.ingested_at,
+        case
+            when candidate_pairs.slot_last_ingested_at > current_reports.ingested_at
+                then candidate_pairs.slot_last_ingested_at
+            else current_reports.ingested_at
+        end as last_ingested_at
     from current_reports
     left join candidate_pairs
         on

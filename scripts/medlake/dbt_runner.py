@@ -63,8 +63,8 @@ sys.exit(0 if outcome.success else 2 if outcome.exception is not None else 1)
 # already defined (they read the raw Parquet live), seeds are already loaded, unit tests check
 # SQL logic that has not changed (so do tests tagged `logic`). Tests of data still run, on the changed rows.
 UNCHANGED_NODES = ("config.materialized:view", "resource_type:seed", "resource_type:unit_test", "tag:logic")
-# The marts built from PACS raw tables only; skipped (with their tests) while no PACS run wrote.
-PACS_MARTS = ("fct_predictions", "fct_model_runs")
+# The marts built from PACS raw tables only, and the PACS source's own tests: skipped while no PACS run wrote.
+PACS_NODES = ("fct_predictions", "fct_model_runs", "source:pacs")
 TESTS_SINCE_VARIABLE = "MEDLAKE_TESTS_CHANGED_SINCE"
 # The landing's lock file (medlake.landing): a build never runs while a delivery is being landed,
 # so every landing is either wholly before a build's watermark or wholly after it.
@@ -286,7 +286,7 @@ def plan_build(lake: Path, *, full_refresh: bool) -> BuildPlan:
         unchanged.remove("config.materialized:view")
         skipped = "the lake moved, so views are re-created"
     if state.pacs_signature == build_state.pacs_signature(lake):
-        unchanged += PACS_MARTS
+        unchanged += PACS_NODES
         skipped += "; no PACS run since"
     return BuildPlan(
         "incremental",

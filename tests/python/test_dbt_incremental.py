@@ -271,7 +271,7 @@ def test_delivery_a_builds_incrementally_to_the_full_refresh_marts(after_deliver
     plan = after_delivery_a["summary"].plan
     assert plan.mode == "incremental" and not plan.full_refresh
     assert plan.tests_changed_since is not None  # tests looked at the new rows only
-    assert set(dbt_runner.PACS_MARTS) <= set(plan.excluded)  # no PACS run: the PACS marts stay as they are
+    assert set(dbt_runner.PACS_NODES) <= set(plan.excluded)  # no PACS run: the PACS marts stay as they are
     assert after_delivery_a["summary"].status_counts.get("error", 0) == 0
     # nothing silently lost: 122 sample exams + the new one + the new one without id
     assert after_delivery_a["counts"]["fct_exams"] == 124
@@ -323,7 +323,7 @@ def test_rebuild_without_new_data_changes_nothing(after_rebuild_without_news):
 
 def test_report_only_corrections_and_pacs_run_build_incrementally(after_delivery_b, incremental_lake):
     plan = after_delivery_b["summary"].plan
-    assert plan.mode == "incremental" and not set(dbt_runner.PACS_MARTS) & set(plan.excluded)
+    assert plan.mode == "incremental" and not set(dbt_runner.PACS_NODES) & set(plan.excluded)
     texts = dict(
         sql(
             incremental_lake,
@@ -348,20 +348,14 @@ def test_report_only_corrections_and_pacs_run_build_incrementally(after_delivery
 # --- a synthetic lake and a synthetic increment ---------------------------------------------
 
 
-def _synthetic_increment(out: Path, *, base_exams: int) -> None:
-    """A 10 % delivery: new exams and re-deliveries of base exams (the synth's own increment when it has one)."""
-    if hasattr(synth, "generate_increment"):
-        synth.generate_increment(out, exams=base_exams // 10, seed=23, base_exams=base_exams)
-    else:
-        # another seed writes other file names and re-uses ids 1..n: every exam is a re-delivery
-        synth.generate(out, exams=base_exams // 10, seed=23, dicom_exams=1, progress=False)
-
-
 @pytest.mark.slow
 def test_synthetic_increment_builds_to_the_full_refresh_marts(tmp_path):
     base, increment, lake_dir = tmp_path / "base", tmp_path / "increment", tmp_path / "lake"
     synth.generate(base, exams=1500, seed=21, dicom_exams=2, progress=False)
-    _synthetic_increment(increment, base_exams=1500)
+    # a later delivery: new exams after the base's ids, 10 % re-deliveries of base exams, new DICOMs
+    synth.generate_increment(
+        increment, exams=150, seed=23, base_exams=1500, base_seed=21, base_dicom_exams=2, dicom_exams=1
+    )
     try:
         landing.land(base, lake_dir, delivery_date=dt.date(2021, 12, 1), workers=None, progress=False)
         assert build(lake_dir).plan.mode == "first build"
