@@ -155,3 +155,7 @@ final as (
 )
 
 select * from final
+-- Stored clustered by label: analysts filter on a label (`label = 'Covid' and is_positive`), and
+-- DuckDB then skips the other labels' row groups from their min/max. An incremental build
+-- appends its (small, sorted) batch at the end; a full refresh re-clusters everything.
+order by label, exam_key
