@@ -156,6 +156,7 @@ def _bench_landing(bench: BenchFigures, delivery: Path, lake: Path, workdir: Pat
     figures = bench.figures
     floor = bench_baselines.read_floor(delivery)
     figures["read_floor_s"] = round(floor.seconds, 3)
+    figures["read_floor_parallel_s"] = round(bench_baselines.read_floor_parallel(delivery).seconds, 3)
 
     wall, peak_mb, result = _measure_process(
         _medlake("land", "--input", str(delivery), "--lake", str(lake), "--no-progress", "--format", "json")
@@ -191,6 +192,7 @@ def _bench_landing(bench: BenchFigures, delivery: Path, lake: Path, workdir: Pat
     bench.ratio("land_vs_pandas", "land_records_per_s", "pandas_records_per_s")
     bench.ratio("land_vs_duckdb_copy", "land_records_per_s", "duckdb_copy_records_per_s")
     bench.ratio("land_vs_read_floor", "land_s", "read_floor_s")
+    bench.ratio("land_vs_read_floor_parallel", "land_s", "read_floor_parallel_s")
 
 
 def _bench_dbt_and_queries(bench: BenchFigures, lake: Path, workdir: Path, exams: int) -> None:

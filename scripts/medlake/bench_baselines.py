@@ -52,6 +52,28 @@ def read_floor(delivery: Path) -> BaselineResult:
     return BaselineResult(time.perf_counter() - start, records=0, files=files, bytes_read=total)
 
 
+def read_floor_parallel(delivery: Path, threads: int = 16) -> BaselineResult:
+    """The same reads spread over a thread pool: the floor for a reader that overlaps file I/O."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [
+        entry.path
+        for entity in ("exam", "medical_report")
+        if (delivery / entity).is_dir()
+        for entry in os.scandir(delivery / entity)
+        if entry.is_file()
+    ]
+
+    def size_of_read(path: str) -> int:
+        with open(path, "rb") as handle:
+            return len(handle.read())
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        total = sum(pool.map(size_of_read, paths, chunksize=256))
+    return BaselineResult(time.perf_counter() - start, records=0, files=len(paths), bytes_read=total)
+
+
 def pandas_landing(files: list[Path], out: Path) -> BaselineResult:
     """The usual notebook landing: one json.load per file, json_normalize, to_parquet.
 
