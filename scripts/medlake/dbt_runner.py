@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
@@ -37,7 +36,7 @@ from pathlib import Path
 
 from medlake import build_state
 from medlake import lake as lake_layout
-from medlake.errors import DbtError, LakeError
+from medlake.errors import DbtError
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 LAKE_TARGETS_DIR = PROJECT_DIR / "target" / "lakes"
@@ -68,7 +67,6 @@ PACS_NODES = ("fct_predictions", "fct_model_runs", "source:pacs")
 TESTS_SINCE_VARIABLE = "MEDLAKE_TESTS_CHANGED_SINCE"
 # The landing's lock file (medlake.landing): a build never runs while a delivery is being landed,
 # so every landing is either wholly before a build's watermark or wholly after it.
-LANDING_LOCK_FILE = ".landing.lock"
 # Statuses in run_results.json that mean the build failed (warnings do not).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -320,7 +318,9 @@ def build(
     warehouse = lake_layout.warehouse_path(lake)
 
     started = time.perf_counter()
-    with _lake_lock(lake):
+    with lake_layout.exclusive_lock(
+        lake, busy_message=f"a medlake land or build is using {lake}; wait for it to finish"
+    ):
         plan = plan_build(lake, full_refresh=full_refresh)
         if not quiet:
             print(f"medlake build: {plan.mode} - {plan.reason}", file=sys.stderr)
@@ -378,24 +378,6 @@ def build(
         select=select,
         plan=plan,
     )
-
-
-@contextlib.contextmanager
-def _lake_lock(lake: Path) -> Iterator[None]:
-    """The landing's exclusive lock on the lake, held for the whole build (fails fast if a landing runs)."""
-    lock_path = lake / "raw" / LANDING_LOCK_FILE
-    try:
-        handle = open(lock_path, "a+b")  # noqa: SIM115 - held for the whole with-block
-    except OSError as exc:
-        raise LakeError(f"cannot write to lake directory {lake}: {exc.strerror or exc}") from exc
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LakeError(f"a medlake land or build is using {lake}; wait for it to finish") from None
-        yield
-    finally:
-        handle.close()
 
 
 def _generate_docs(lake: Path, target_path: Path, *, quiet: bool) -> bool:

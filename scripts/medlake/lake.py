@@ -16,9 +16,12 @@ because batch ids are derived from the batch's inputs.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,6 +31,8 @@ from medlake.errors import LakeError
 from medlake.raw_schema import RAW_TABLES
 
 WAREHOUSE_FILE = "medlake.duckdb"
+# One advisory lock per lake, held by `land`/`scan-dicom` and by `build`: a build must never see half a landing.
+LOCK_FILE = ".landing.lock"
 PARQUET_COMPRESSION = "zstd"
 
 
@@ -87,3 +92,21 @@ def read_raw(lake: Path, table: str) -> pa.Table:
     if not files:
         return schema.empty_table()
     return pa.concat_tables([pq.read_table(f, schema=schema) for f in files])
+
+
+@contextlib.contextmanager
+def exclusive_lock(lake: Path, *, busy_message: str) -> Iterator[None]:
+    """Hold the lake's exclusive advisory lock for the with-block; fail fast with ``busy_message`` if taken."""
+    lock_path = lake / "raw" / LOCK_FILE
+    try:
+        handle = open(lock_path, "a+b")  # noqa: SIM115 - held for the whole with-block
+    except OSError as exc:
+        raise LakeError(f"cannot write to lake directory {lake}: {exc.strerror or exc}") from exc
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LakeError(busy_message) from None
+        yield
+    finally:
+        handle.close()

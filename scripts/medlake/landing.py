@@ -25,9 +25,7 @@ are listed in the summary as ignored.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import gc
 import hashlib
 import itertools
@@ -90,7 +88,6 @@ READ_BATCH_FILES = 64
 BATCHED_TABLES = ("exams", "exam_labels", "medical_reports", "quarantine", "image_files", "dicom_instances")
 DATA_TABLES = ("exams", "exam_labels", "medical_reports", "image_files", "dicom_instances")
 _BATCH_PART = re.compile(r"^part-([0-9a-f]{32})\.parquet$")
-_LOCK_FILE = ".landing.lock"
 
 _EXAM_TOP_KEYS = frozenset({"content", "publication_timestamp"})
 _EXAM_CONTENT_KEYS = frozenset({"id", "source", "dataset_type", "dataset", "body_part", "image_path", "labels"})
@@ -681,24 +678,6 @@ class LandingResult:
     workers: int
 
 
-@contextlib.contextmanager
-def _lake_lock(lake: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock: two landings into one lake would race on orphan cleanup."""
-    lock_path = lake / "raw" / _LOCK_FILE
-    try:
-        handle = open(lock_path, "a+b")  # noqa: SIM115 - held for the whole with-block
-    except OSError as exc:
-        raise LakeError(f"cannot write to lake directory {lake}: {exc.strerror or exc}") from exc
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LakeError(f"another medlake land/scan-dicom is writing to {lake}; wait for it to finish") from None
-        yield
-    finally:
-        handle.close()
-
-
 def _manifest_parts(lake: Path) -> list[Path]:
     return sorted(lake_layout.raw_dir(lake, "landed_files").glob("delivery_date=*/part-*.parquet"))
 
@@ -810,7 +789,9 @@ def land_tasks(
         for name in ("files_landed", "files_skipped", "rows", "records_quarantined", "quarantined", "media_types")
     }
     batches = parts = 0
-    with _lake_lock(lake):
+    with lake_layout.exclusive_lock(
+        lake, busy_message=f"another medlake land/scan-dicom is writing to {lake}; wait for it to finish"
+    ):
         known_files, completed_batches = read_manifest(lake)
         orphans = remove_orphan_parts(lake, completed_batches)
         context = _RunContext(

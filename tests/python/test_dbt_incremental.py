@@ -400,10 +400,9 @@ def test_build_records_what_it_folded_in(built_sample_lake):
 
 
 def test_build_refuses_to_run_while_a_delivery_lands(tmp_path):
-    assert dbt_runner.LANDING_LOCK_FILE == landing._LOCK_FILE  # the very lock `medlake land` holds
     lake_dir = tmp_path / "lake"
     lake.init_lake(lake_dir)
-    with open(lake_dir / "raw" / dbt_runner.LANDING_LOCK_FILE, "a+b") as held:
+    with open(lake_dir / "raw" / lake.LOCK_FILE, "a+b") as held:  # the very lock `medlake land` holds
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(LakeError, match="land or build is using"):
             build(lake_dir)
