@@ -249,7 +249,7 @@ def run_command(args: argparse.Namespace) -> int:
     """Dispatch parsed arguments to the owning module. Returns the process exit code."""
     progress = not getattr(args, "no_progress", False)
     if args.command == "synth":
-        from medlake import synth
+        from medlake.devtools import synth
 
         summary = synth.generate(
             args.out, exams=args.exams, seed=args.seed, dicom_exams=args.dicom_exams, progress=progress
@@ -257,7 +257,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(summary.render())
         return 0
     if args.command == "land":
-        from medlake import landing
+        from medlake.lake import landing
 
         summary = landing.land(
             args.input, args.lake, delivery_date=args.delivery_date, workers=args.workers, progress=progress
@@ -265,7 +265,7 @@ def run_command(args: argparse.Namespace) -> int:
         _emit(summary.to_dict() if args.format == "json" else summary.render(), args.format)
         return 0
     if args.command == "scan-dicom":
-        from medlake import dicom_headers
+        from medlake.lake import dicom_headers
 
         summary = dicom_headers.scan_directory(
             args.input, args.lake, delivery_date=args.delivery_date, progress=progress
@@ -273,17 +273,17 @@ def run_command(args: argparse.Namespace) -> int:
         print(summary.render())
         return 0
     if args.command == "build":
-        from medlake import dbt_runner
+        from medlake.warehouse import dbt_runner
 
         dbt_runner.build(args.lake, full_refresh=args.full_refresh, select=args.select, docs=not args.no_docs)
         return 0
     if args.command == "docs":
-        from medlake import dbt_runner
+        from medlake.warehouse import dbt_runner
 
         dbt_runner.serve_docs(args.lake, port=args.port)
         return 0
     if args.command == "query":
-        from medlake import queries
+        from medlake.warehouse import queries
 
         if args.question == "covid-without-pneumonia":
             result = queries.covid_without_pneumonia(args.lake, month=args.month, date_basis=args.date_basis)
@@ -294,11 +294,11 @@ def run_command(args: argparse.Namespace) -> int:
         _emit(result.to_dict() if args.format == "json" else result.render(), args.format)
         return 0
     if args.command == "orthanc":
-        from medlake import orthanc_server
+        from medlake.pacs import orthanc_server
 
         return orthanc_server.cli_action(args.action, port=args.port, storage=args.storage, dicom_port=args.dicom_port)
     if args.command == "pacs":
-        from medlake import pacs
+        from medlake.pacs import loop as pacs
 
         summary = pacs.run(
             args.input,
@@ -313,11 +313,11 @@ def run_command(args: argparse.Namespace) -> int:
         _emit(summary.to_dict() if args.format == "json" else summary.render(), args.format)
         return 0 if summary.ok else 1
     if args.command == "demo":
-        from medlake import demo
+        from medlake.devtools import demo
 
         return demo.run(args.workdir, exams=args.exams, seed=args.seed, skip_pacs=args.skip_pacs)
     if args.command == "bench":
-        from medlake import bench
+        from medlake.devtools import bench
 
         figures = bench.run(
             exams=args.exams,

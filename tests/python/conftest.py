@@ -54,7 +54,7 @@ def reference_sr_dir() -> Path:
 
 
 def _orthanc_binary_or_skip() -> str:
-    from medlake.orthanc_server import orthanc_binary
+    from medlake.pacs.orthanc_server import orthanc_binary
 
     binary = orthanc_binary()
     if binary is None:
@@ -74,7 +74,7 @@ def orthanc_binary() -> str:
 @pytest.fixture
 def orthanc_factory(tmp_path_factory):
     """Start fresh Orthanc servers (free port, tmp storage); every one is stopped at teardown."""
-    from medlake.orthanc_server import OrthancServer, find_free_port
+    from medlake.pacs.orthanc_server import OrthancServer, find_free_port
 
     binary = _orthanc_binary_or_skip()
     started = []
@@ -93,7 +93,7 @@ def orthanc_factory(tmp_path_factory):
 @pytest.fixture(scope="session")
 def orthanc_server(tmp_path_factory):
     """One real Orthanc for the session, on a free port with a tmp storage dir."""
-    from medlake.orthanc_server import OrthancServer, find_free_port
+    from medlake.pacs.orthanc_server import OrthancServer, find_free_port
 
     binary = _orthanc_binary_or_skip()
     server = OrthancServer(port=find_free_port(), storage=tmp_path_factory.mktemp("orthanc_session"), binary=binary)
@@ -125,7 +125,8 @@ def built_sample_lake(neuralmed_dir, tmp_path_factory):
     """
     import shutil
 
-    from medlake import dbt_runner, landing
+    from medlake.lake import landing
+    from medlake.warehouse import dbt_runner
 
     lake = tmp_path_factory.mktemp("built_sample") / "lake"
     landing.land(neuralmed_dir, lake, delivery_date=None, workers=None, progress=False)

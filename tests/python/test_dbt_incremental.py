@@ -20,9 +20,12 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from medlake import build_state, dbt_runner, lake, landing, synth
+from medlake.devtools import synth
 from medlake.errors import LakeError
-from medlake.raw_schema import RAW_TABLES
+from medlake.lake import landing
+from medlake.lake import layout as lake
+from medlake.lake.raw_schema import RAW_TABLES
+from medlake.warehouse import build_state, dbt_runner
 
 MARTS = (
     "fct_exams",

@@ -16,9 +16,12 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from medlake import dbt_runner, lake, landing, queries, synth
+from medlake.devtools import synth
 from medlake.errors import DbtError
-from medlake.raw_schema import RAW_TABLES
+from medlake.lake import landing
+from medlake.lake import layout as lake
+from medlake.lake.raw_schema import RAW_TABLES
+from medlake.warehouse import dbt_runner, queries
 
 MARTS = (
     "fct_exams",

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from medlake import dicom_headers, landing
 from medlake.cli import main
 from medlake.errors import DicomError
-from medlake.image_files import looks_like_bare_dicom, read_file_facts, sniff_media_type
-from medlake.lake import read_raw
-from medlake.raw_schema import DICOM_INSTANCES
+from medlake.lake import dicom_headers, landing
+from medlake.lake.image_files import looks_like_bare_dicom, read_file_facts, sniff_media_type
+from medlake.lake.layout import read_raw
+from medlake.lake.raw_schema import DICOM_INSTANCES
 
 BARE = "edge_cases/fo-dicom__CR-MONO1-10-chest.dcm"
 SIIM = "chest/torchxrayvision__1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm"

@@ -8,8 +8,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from medlake import inference, weights
 from medlake.errors import WeightsMismatchError, WeightsNotFoundError
+from medlake.pacs import inference, weights
 
 pytestmark = pytest.mark.torch
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medlake.json_records import (
+from medlake.lake.json_records import (
     INVALID_JSON,
     NOT_UTF8,
     LineError,

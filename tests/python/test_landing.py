@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from medlake import landing
 from medlake.cli import main
 from medlake.errors import LakeError, LandingError
-from medlake.lake import read_raw
+from medlake.lake import landing
+from medlake.lake.layout import read_raw
 
 EMPTY_REPORT = "medical_report/medical-report-20211201100000.json"
 

@@ -9,9 +9,12 @@ import highdicom as hd
 import pydicom
 import pytest
 
-from medlake import cli, lake, pacs, sr_builder, weights
-from medlake.orthanc_client import ALREADY_STORED, FAILED, SKIPPED, SUCCESS
-from medlake.orthanc_server import OrthancServer, find_free_port
+from medlake import cli
+from medlake.lake import layout as lake
+from medlake.pacs import loop as pacs
+from medlake.pacs import sr_builder, weights
+from medlake.pacs.orthanc_client import ALREADY_STORED, FAILED, SKIPPED, SUCCESS
+from medlake.pacs.orthanc_server import OrthancServer, find_free_port
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.torch, pytest.mark.shared]
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from medlake import dbt_runner, lake, queries
 from medlake.cli import main
 from medlake.errors import QueryError
+from medlake.lake import layout as lake
+from medlake.warehouse import dbt_runner, queries
 
 
 def run_cli(capsys, *argv: str) -> dict:

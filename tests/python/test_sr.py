@@ -9,9 +9,9 @@ from pathlib import Path
 import highdicom as hd
 import pytest
 
-from medlake import sr_builder
-from medlake.inference import read_dataset
-from medlake.weights import ModelIdentity
+from medlake.pacs import sr_builder
+from medlake.pacs.inference import read_dataset
+from medlake.pacs.weights import ModelIdentity
 
 pytestmark = pytest.mark.shared
 
@@ -61,7 +61,7 @@ def shared_files(shared_dicom_dir: Path) -> list[Path]:
 
 def test_pathology_labels_match_torchxrayvision():
     pytest.importorskip("torchxrayvision")
-    from medlake import inference
+    from medlake.pacs import inference
 
     assert inference.pathologies() == PATHOLOGIES
     assert set(sr_builder.FINDING_CONCEPTS) == set(PATHOLOGIES)

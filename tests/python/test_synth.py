@@ -11,11 +11,12 @@ import duckdb
 import pydicom
 import pytest
 
-from medlake import landing, synth
 from medlake.cli import main
+from medlake.devtools import synth
 from medlake.errors import SynthError
-from medlake.json_records import parse_delivery_file
-from medlake.lake import read_raw
+from medlake.lake import landing
+from medlake.lake.json_records import parse_delivery_file
+from medlake.lake.layout import read_raw
 
 EXAMS = 2_500  # three blocks: exercises the worker pool and block boundaries
 

@@ -20,7 +20,9 @@ def _banner(title: str) -> None:
 
 
 def run(workdir: Path, *, exams: int, seed: int, skip_pacs: bool) -> int:
-    from medlake import dbt_runner, landing, queries, synth
+    from medlake.devtools import synth
+    from medlake.lake import landing
+    from medlake.warehouse import dbt_runner, queries
 
     workdir = workdir.resolve()
     delivery = workdir / "delivery"
@@ -50,8 +52,9 @@ def run(workdir: Path, *, exams: int, seed: int, skip_pacs: bool) -> int:
 
 
 def _pacs_loop(workdir: Path, delivery: Path, lake: Path) -> int:
-    from medlake import dbt_runner, pacs, queries
-    from medlake.orthanc_server import OrthancServer, find_free_port
+    from medlake.pacs import loop as pacs
+    from medlake.pacs.orthanc_server import OrthancServer, find_free_port
+    from medlake.warehouse import dbt_runner, queries
 
     with ExitStack() as stack:
         _banner("6. Orthanc PACS (Debian package, loopback only, auth on)")

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medlake.errors import LakeError
-from medlake.raw_schema import RAW_TABLES
+from medlake.lake.raw_schema import RAW_TABLES
 
 WAREHOUSE_FILE = "medlake.duckdb"
 # One advisory lock per lake, held by `land`/`scan-dicom` and by `build`: a build must never see half a landing.

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import duckdb
 
-from medlake import lake as lake_layout
 from medlake.errors import LakeError
-from medlake.raw_schema import RAW_TABLES
+from medlake.lake import layout as lake_layout
+from medlake.lake.raw_schema import RAW_TABLES
 
 STATE_SCHEMA = "medlake_meta"
 STATE_TABLE = "build_state"

@@ -232,7 +232,7 @@ class ScanSummary:
 def scan_directory(input_dir: Path, lake: Path, *, delivery_date: dt.date | None, progress: bool = True) -> ScanSummary:
     """Index every file under ``input_dir`` (recursive) into image_files, and DICOM headers into
     dicom_instances, through the same code path as ``land``'s ``images/``. Re-running adds nothing."""
-    from medlake import landing  # landing imports this module; import here to keep the graph acyclic
+    from medlake.lake import landing  # landing imports this module; import here to keep the graph acyclic
 
     started = time.perf_counter()
     input_dir = Path(input_dir)

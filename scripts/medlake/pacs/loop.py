@@ -38,10 +38,12 @@ from pathlib import Path
 import pyarrow as pa
 from pydicom.dataset import Dataset
 
-from medlake import __version__, sr_builder, weights
-from medlake import lake as lake_io
+from medlake import __version__
 from medlake.errors import DicomError, LakeError
-from medlake.orthanc_client import (
+from medlake.lake import layout as lake_io
+from medlake.lake.raw_schema import RAW_TABLES
+from medlake.pacs import sr_builder, weights
+from medlake.pacs.orthanc_client import (
     ALREADY_STORED,
     FAILED,
     SKIPPED,
@@ -50,8 +52,7 @@ from medlake.orthanc_client import (
     OrthancSettings,
     UploadOutcome,
 )
-from medlake.raw_schema import RAW_TABLES
-from medlake.weights import ModelIdentity
+from medlake.pacs.weights import ModelIdentity
 
 UNTRAINED_WARNING = (
     "UNTRAINED: these scores come from a randomly initialised DenseNet-121 (torch.manual_seed(0)), not the official "
@@ -275,7 +276,7 @@ def _hash_file(path: Path) -> tuple[str, str]:
 
 
 def _scan_one(path: Path, root: Path) -> SourceFile:
-    from medlake.inference import read_dataset
+    from medlake.pacs.inference import read_dataset
 
     relative = path.relative_to(root).as_posix()
     try:
@@ -357,7 +358,7 @@ def run(
     """The whole loop; see the module docstring. Raises MedlakeError subclasses for fatal problems."""
     from tqdm import tqdm
 
-    from medlake import inference
+    from medlake.pacs import inference
 
     started_at = _utc_now()
     clock = time.perf_counter()

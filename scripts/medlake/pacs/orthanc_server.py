@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from medlake.errors import OrthancError
-from medlake.orthanc_client import OrthancClient, OrthancSettings
+from medlake.pacs.orthanc_client import OrthancClient, OrthancSettings
 
 DEFAULT_STORAGE = Path("data/orthanc")
 DEFAULT_BINARY = "/usr/sbin/Orthanc"

@@ -34,11 +34,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from medlake import build_state
-from medlake import lake as lake_layout
 from medlake.errors import DbtError
+from medlake.lake import layout as lake_layout
+from medlake.warehouse import build_state
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT_DIR = Path(__file__).resolve().parents[3]
 LAKE_TARGETS_DIR = PROJECT_DIR / "target" / "lakes"
 
 # dbt's programmatic entry point, run by this interpreter in a child process. It writes each node's

@@ -47,12 +47,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from medlake import lake as lake_layout
-from medlake import raw_schema
-from medlake.dicom_headers import read_header
 from medlake.errors import DicomError, LakeError, LandingError
-from medlake.image_files import DICOM_MEDIA_TYPE, claims_dicom, looks_like_bare_dicom, read_file_facts
-from medlake.json_records import (
+from medlake.lake import layout as lake_layout
+from medlake.lake import raw_schema
+from medlake.lake.dicom_headers import read_header
+from medlake.lake.image_files import DICOM_MEDIA_TYPE, claims_dicom, looks_like_bare_dicom, read_file_facts
+from medlake.lake.json_records import (
     CONTENT_NOT_OBJECT,
     LABEL_NOT_OBJECT,
     LABELS_NOT_LIST,

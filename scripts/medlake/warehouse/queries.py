@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from medlake.errors import QueryError
-from medlake.lake import warehouse_path
+from medlake.lake.layout import warehouse_path
 
 DATE_BASES = ("exam", "label")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from medlake import bench_baselines
+from medlake.devtools import bench_baselines
 
 # The baselines are measured on at most this many exam files (their rate, not a total): at 50 k files
 # the DuckDB one-liner already needed 331 s and 11.8 GB, and pandas 58 s and 2.2 GB.
@@ -123,7 +123,7 @@ def _tree_bytes(directory: Path) -> int:
 
 
 def run(*, exams: int, workdir: Path, skip_orthanc: bool, skip_torch: bool, skip_dbt: bool) -> BenchFigures:
-    from medlake import synth
+    from medlake.devtools import synth
 
     workdir = workdir.resolve()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -198,7 +198,8 @@ def _bench_landing(bench: BenchFigures, delivery: Path, lake: Path, workdir: Pat
 
 
 def _bench_dbt_and_queries(bench: BenchFigures, lake: Path, workdir: Path, exams: int) -> None:
-    from medlake import queries, synth
+    from medlake.devtools import synth
+    from medlake.warehouse import queries
 
     figures = bench.figures
     wall, _, result = _measure_process(_medlake("build", "--lake", str(lake), "--full-refresh", "--no-docs"))
@@ -234,7 +235,7 @@ def _bench_dbt_and_queries(bench: BenchFigures, lake: Path, workdir: Path, exams
 
 def _write_bench_dicoms(directory: Path, count: int) -> list[Path]:
     """Detector-sized synthetic chest CRs (2048x1664, 16-bit): decode cost like real ones."""
-    from medlake import synth
+    from medlake.devtools import synth
 
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -264,8 +265,8 @@ def _bench_open_connection_queries(bench: BenchFigures, lake: Path) -> None:
 
     import duckdb
 
-    from medlake import queries
-    from medlake.lake import warehouse_path
+    from medlake.lake.layout import warehouse_path
+    from medlake.warehouse import queries
 
     start, end = queries.month_bounds("2021-12")
     with duckdb.connect(str(warehouse_path(lake)), read_only=True) as connection:
@@ -289,7 +290,7 @@ def _bench_open_connection_queries(bench: BenchFigures, lake: Path) -> None:
 def _bench_dicom(bench: BenchFigures, workdir: Path) -> None:
     import pydicom
 
-    from medlake import dicom_headers
+    from medlake.lake import dicom_headers
 
     files = _write_bench_dicoms(workdir / "dicom_images", DICOM_BENCH_FILES)
     start = time.perf_counter()
@@ -309,7 +310,7 @@ def _bench_dicom(bench: BenchFigures, workdir: Path) -> None:
 
 
 def _bench_inference(bench: BenchFigures, workdir: Path) -> None:
-    from medlake import inference, weights
+    from medlake.pacs import inference, weights
 
     files = sorted((workdir / "dicom_images").glob("*.dcm"))[:INFERENCE_BENCH_IMAGES]
     classifier = inference.Classifier(weights.resolve(None, allow_untrained=True))
@@ -331,7 +332,7 @@ def _bench_inference(bench: BenchFigures, workdir: Path) -> None:
 
 
 def _bench_orthanc(bench: BenchFigures, workdir: Path) -> None:
-    from medlake.orthanc_server import OrthancServer, find_free_port
+    from medlake.pacs.orthanc_server import OrthancServer, find_free_port
 
     files = sorted((workdir / "dicom_images").glob("*.dcm"))[:ORTHANC_BENCH_FILES]
     workers_n = 4

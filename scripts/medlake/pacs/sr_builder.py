@@ -49,7 +49,7 @@ from pydicom.valuerep import validate_value
 
 from medlake import __version__
 from medlake.errors import DicomError
-from medlake.weights import ModelIdentity
+from medlake.pacs.weights import ModelIdentity
 
 PRIVATE_SCHEME = "99MEDLAKE"
 SR_SERIES_NUMBER = 9901

@@ -1,0 +1,1 @@
+"""Developer tools: synthetic deliveries, benchmarks and their baselines, the demo."""

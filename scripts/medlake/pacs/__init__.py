@@ -1,0 +1,1 @@
+"""The PACS + AI loop: Orthanc server and client, weights, inference, DICOM SR, the loop."""
