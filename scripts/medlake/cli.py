@@ -82,6 +82,63 @@ def _add_format(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["table", "json"], default="table", help="output format (default: table)")
 
 
+def _add_pacs_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights-dir", type=Path, default=None, help="directory holding the official weights file")
+    parser.add_argument(
+        "--allow-untrained-weights",
+        action="store_true",
+        help="if the official weights are absent, use a seeded random-init DenseNet (outputs marked UNTRAINED)",
+    )
+    parser.add_argument("--workers", type=_positive_int, default=4, help="concurrent Orthanc requests (default 4)")
+    parser.add_argument("--batch-size", type=_positive_int, default=8, help="inference batch size (default 8)")
+    parser.add_argument("--land-batch", type=_positive_int, default=16, help="land predictions every N images (16)")
+    parser.add_argument(
+        "--sr-workers", type=_non_negative_int, default=None, help="processes building SRs (default: one per core)"
+    )
+    parser.add_argument(
+        "--max-connection-failures",
+        type=_positive_int,
+        default=5,
+        help="stop after this many consecutive failed connections to Orthanc (default 5)",
+    )
+    parser.add_argument("--results-dir", type=Path, default=Path("results"), help="per-image JSON (default results/)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    gate = parser.add_argument_group(
+        "intended-use gate", "which instances the chest X-ray model may classify (README: the gate's rule table)"
+    )
+    gate.add_argument(
+        "--allow-view",
+        action="append",
+        choices=["lateral"],
+        default=[],
+        help="also classify lateral views (LL/RL/LATERAL); default: frontal PA/AP only",
+    )
+    body = gate.add_mutually_exclusive_group()
+    body.add_argument(
+        "--require-body-part",
+        action="store_true",
+        help="skip instances without BodyPartExamined (default: accept them, flagged body_part_absent)",
+    )
+    body.add_argument(
+        "--allow-missing-body-part", action="store_true", help="accept them, flagged (the default, stated explicitly)"
+    )
+    gate.add_argument(
+        "--require-view",
+        action="store_true",
+        help="skip instances without ViewPosition (default: accept them, flagged view_absent)",
+    )
+
+
+def _gate_policy(args: argparse.Namespace):
+    from medlake.pacs.eligibility import GatePolicy
+
+    return GatePolicy(
+        allow_lateral="lateral" in args.allow_view,
+        require_body_part=args.require_body_part,
+        require_view=args.require_view,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medlake",
@@ -201,17 +258,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pacs_run.add_argument("--input", type=Path, required=True, help="directory of DICOM files")
     _add_lake(pacs_run)
-    pacs_run.add_argument("--weights-dir", type=Path, default=None, help="directory holding the official weights file")
-    pacs_run.add_argument(
-        "--allow-untrained-weights",
-        action="store_true",
-        help="if the official weights are absent, use a seeded random-init DenseNet (outputs marked UNTRAINED)",
-    )
-    pacs_run.add_argument("--workers", type=_positive_int, default=4, help="concurrent uploads (default 4)")
-    pacs_run.add_argument("--batch-size", type=_positive_int, default=8, help="inference batch size (default 8)")
-    pacs_run.add_argument("--results-dir", type=Path, default=Path("results"), help="per-image JSON (default results/)")
-    pacs_run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_pacs_options(pacs_run)
     _add_format(pacs_run)
+
+    pacs_watch = pacs_actions.add_parser(
+        "watch",
+        help="follow Orthanc's /changes feed: classify each stable series as it arrives, SR back, land predictions",
+        description="Follows Orthanc's /changes feed (StableSeries, or StableStudy with --level study). Each "
+        "instance of a stable series goes through the intended-use gate on its header; accepted ones are pulled "
+        "(/instances/{id}/file), classified, reported as a DICOM SR in their study, and their predictions landed "
+        "in small batches. The cursor (last change handled) is kept in LAKE/state/pacs_watch and moves only "
+        "after a page is landed and its SRs stored: a restart resumes, a crash loses and duplicates nothing. "
+        "Runs until SIGTERM/Ctrl-C (finishing the page in hand), or with --once until the backlog is done.",
+    )
+    _add_lake(pacs_watch)
+    pacs_watch.add_argument("--once", action="store_true", help="handle the backlog, then exit (cron, backfill)")
+    pacs_watch.add_argument(
+        "--level", choices=["series", "study"], default="series", help="react to StableSeries (default) or StableStudy"
+    )
+    pacs_watch.add_argument(
+        "--since", type=_non_negative_int, default=None, help="start after this change sequence (0: from the start)"
+    )
+    pacs_watch.add_argument("--poll-seconds", type=float, default=2.0, help="wait between polls when idle (2)")
+    pacs_watch.add_argument("--page-size", type=_positive_int, default=10, help="changes per page (10)")
+    _add_pacs_options(pacs_watch)
+    _add_format(pacs_watch)
 
     demo = commands.add_parser(
         "demo",
@@ -298,20 +369,7 @@ def run_command(args: argparse.Namespace) -> int:
 
         return orthanc_server.cli_action(args.action, port=args.port, storage=args.storage, dicom_port=args.dicom_port)
     if args.command == "pacs":
-        from medlake.pacs import loop as pacs
-
-        summary = pacs.run(
-            args.input,
-            args.lake,
-            weights_dir=args.weights_dir,
-            allow_untrained=args.allow_untrained_weights,
-            workers=args.workers,
-            batch_size=args.batch_size,
-            results_dir=args.results_dir,
-            progress=progress,
-        )
-        _emit(summary.to_dict() if args.format == "json" else summary.render(), args.format)
-        return 0 if summary.ok else 1
+        return _run_pacs(args, progress)
     if args.command == "demo":
         from medlake.devtools import demo
 
@@ -332,6 +390,42 @@ def run_command(args: argparse.Namespace) -> int:
         _emit(figures.to_dict() if args.format == "json" else figures.render(), args.format)
         return 0
     raise AssertionError(f"unhandled command {args.command}")  # argparse guarantees a known command
+
+
+def _run_pacs(args: argparse.Namespace, progress: bool) -> int:
+    common = {
+        "weights_dir": args.weights_dir,
+        "allow_untrained": args.allow_untrained_weights,
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+        "land_batch": args.land_batch,
+        "sr_workers": args.sr_workers,
+        "results_dir": args.results_dir,
+        "progress": progress,
+        "policy": _gate_policy(args),
+        "breaker_threshold": args.max_connection_failures,
+    }
+    if args.pacs_action == "watch":
+        from medlake.pacs import watch
+
+        summary = watch.watch(
+            args.lake,
+            once=args.once,
+            level=args.level,
+            since=args.since,
+            poll_s=args.poll_seconds,
+            page_size=args.page_size,
+            **common,
+        )
+    else:
+        from medlake.pacs import loop as pacs
+
+        summary = pacs.run(args.input, args.lake, **common)
+    _emit(summary.to_dict() if args.format == "json" else summary.render(), args.format)
+    if summary.stop_reason and summary.status == "orthanc_unreachable":
+        print(f"error: {summary.stop_reason}. Re-run once Orthanc is back: it resumes.", file=sys.stderr)
+        return 3
+    return 0 if summary.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,7 +63,7 @@ sys.exit(0 if outcome.success else 2 if outcome.exception is not None else 1)
 # SQL logic that has not changed (so do tests tagged `logic`). Tests of data still run, on the changed rows.
 UNCHANGED_NODES = ("config.materialized:view", "resource_type:seed", "resource_type:unit_test", "tag:logic")
 # The marts built from PACS raw tables only, and the PACS source's own tests: skipped while no PACS run wrote.
-PACS_NODES = ("fct_predictions", "fct_model_runs", "source:pacs")
+PACS_NODES = ("fct_predictions", "fct_model_runs", "fct_gate_decisions", "source:pacs")
 TESTS_SINCE_VARIABLE = "MEDLAKE_TESTS_CHANGED_SINCE"
 # The landing's lock file (medlake.landing): a build never runs while a delivery is being landed,
 # so every landing is either wholly before a build's watermark or wholly after it.
