@@ -47,3 +47,7 @@ class DicomError(MedlakeError):
 
 class SynthError(MedlakeError):
     """A synthetic delivery cannot be written (bad arguments, output directory not ours)."""
+
+
+class DatasetError(MedlakeError):
+    """A training set cannot be exported or read (bad filter, unknown label, no warehouse, bad export dir)."""

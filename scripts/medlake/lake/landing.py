@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 
 from medlake.errors import DicomError, LakeError, LandingError
 from medlake.lake import layout as lake_layout
+from medlake.lake import objects
 from medlake.lake import raw_schema
 from medlake.lake.dicom_headers import read_header
 from medlake.lake.image_files import DICOM_MEDIA_TYPE, claims_dicom, looks_like_bare_dicom, read_file_facts
@@ -447,6 +448,8 @@ class _ChunkBuilder:
         if manifest_key(relpath, facts.sha256) in context.known_files:
             self.files_skipped[IMAGE] += 1
             return
+        # The original is kept in the lake (content-addressed), so the delivery may be deleted.
+        objects.store_file(Path(context.lake), path, facts.sha256, size_bytes=facts.size_bytes)
         file_index = self.add_file(relpath, facts.sha256)
         file_name = relpath.rsplit("/", 1)[-1]
         media_type = facts.media_type
