@@ -76,11 +76,10 @@ def label_counts(manifest: pa.Table, labels: tuple[str, ...]) -> dict[str, dict[
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for label in labels:
         column = '"' + label.replace('"', '""') + '"'
-        rows = connection.execute(
-            f"select split, {column} as value, count(*) from manifest group by all"
-        ).fetchall()
-        per_split = {split.value: {name: 0 for name in ("positive", "negative", "uncertain", "unlabelled")}
-                     for split in Split}
+        rows = connection.execute(f"select split, {column} as value, count(*) from manifest group by all").fetchall()
+        per_split = {
+            split.value: {name: 0 for name in ("positive", "negative", "uncertain", "unlabelled")} for split in Split
+        }
         names = {value: name for name, value in _OUTCOMES}
         for split, value, count in rows:
             per_split[split][names.get(value, "unlabelled")] += count

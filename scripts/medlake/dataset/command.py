@@ -8,7 +8,6 @@ import json
 import shlex
 from pathlib import Path
 
-
 DESCRIPTION = """\
 Export a training set: the lake's exams filtered by labels, body part, dates and source, split
 train/val/test by patient, with their images and reports, de-identified by default.
@@ -44,14 +43,24 @@ def add_parser(commands: argparse._SubParsersAction, default_lake: Path) -> None
     export.add_argument("--published-to", type=_date, default=None, help="last publication day, inclusive (UTC)")
     export.add_argument("--source", default=None, help="exam source(s), comma-separated (case-insensitive)")
     export.add_argument("--require-image", action="store_true", help="only exams whose image could be exported")
-    export.add_argument("--with-predictions", metavar="MODEL", default=None,
-                        help="only images MODEL scored; adds pred_<label> score columns")
-    export.add_argument("--include-unlabelled", action="store_true",
-                        help="also exams with no assertion of any of the labels (all label columns empty)")
+    export.add_argument(
+        "--with-predictions",
+        metavar="MODEL",
+        default=None,
+        help="only images MODEL scored; adds pred_<label> score columns",
+    )
+    export.add_argument(
+        "--include-unlabelled",
+        action="store_true",
+        help="also exams with no assertion of any of the labels (all label columns empty)",
+    )
     export.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test shares (default 0.8,0.1,0.1)")
     export.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
-    export.add_argument("--no-deidentify", action="store_true",
-                        help="keep identifiers (patient_id column, original DICOMs): in-hospital use only")
+    export.add_argument(
+        "--no-deidentify",
+        action="store_true",
+        help="keep identifiers (patient_id column, original DICOMs): in-hospital use only",
+    )
     export.add_argument("--workers", type=int, default=None, help="processes for DICOM de-identification")
     export.add_argument("--no-progress", action="store_true", help="no progress bar")
     export.add_argument("--format", choices=["table", "json"], default="table", help="summary format")
@@ -84,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(json.dumps(summary.to_dict(), indent=2) if args.format == "json" else summary.render())
     return 0
-
 
 
 def _command_line(args: argparse.Namespace) -> str:

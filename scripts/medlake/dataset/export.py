@@ -69,8 +69,10 @@ class ExportSummary:
         lines = [
             f"exported {self.rows} exam images to {self.out} "
             f"({'de-identified' if self.deidentified else 'NOT de-identified'}, {self.seconds:.1f} s)",
-            "  " + ", ".join(f"{name} {self.rows_per_split[name]} rows / {self.patients_per_split[name]} patients"
-                             for name in Split),
+            "  "
+            + ", ".join(
+                f"{name} {self.rows_per_split[name]} rows / {self.patients_per_split[name]} patients" for name in Split
+            ),
             f"  images {self.images['by_status']}  reports {self.reports}",
             f"  {'label':<20} {'split':<6} {'pos':>7} {'neg':>7} {'unc':>7} {'empty':>7}",
         ]

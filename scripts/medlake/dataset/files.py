@@ -174,4 +174,3 @@ def write_reports(out: Path, paths: Sequence[str | None], texts: Sequence[str | 
 
 def method_counts(outcomes: Sequence[ImageOutcome]) -> dict[str, int]:
     return dict(Counter(outcome.method for outcome in outcomes if outcome.method))
-

@@ -70,7 +70,9 @@ def resolve_labels(connection: duckdb.DuckDBPyConnection, requested: tuple[str, 
         return tuple(asserted)
     vocabulary = {
         row[0].lower(): row[0]
-        for row in connection.execute("select label from marts.dim_labels union select unnest(?)", [asserted]).fetchall()
+        for row in connection.execute(
+            "select label from marts.dim_labels union select unnest(?)", [asserted]
+        ).fetchall()
     }
     unknown = [label for label in requested if label.lower() not in vocabulary]
     if unknown:

@@ -49,8 +49,7 @@ import pyarrow.parquet as pq
 
 from medlake.errors import DicomError, LakeError, LandingError
 from medlake.lake import layout as lake_layout
-from medlake.lake import objects
-from medlake.lake import raw_schema
+from medlake.lake import objects, raw_schema
 from medlake.lake.dicom_headers import read_header
 from medlake.lake.image_files import DICOM_MEDIA_TYPE, claims_dicom, looks_like_bare_dicom, read_file_facts
 from medlake.lake.json_records import (

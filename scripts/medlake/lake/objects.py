@@ -183,7 +183,9 @@ def _link(source: Path, target: Path, size_bytes: int | None, fd: int | None) ->
             raise ObjectStoreError(f"{source} was replaced while it was landed")
     if size_bytes is not None and linked.st_size != size_bytes:
         target.unlink(missing_ok=True)
-        raise ObjectStoreError(f"{source} changed while it was landed ({size_bytes} bytes hashed, now {linked.st_size})")
+        raise ObjectStoreError(
+            f"{source} changed while it was landed ({size_bytes} bytes hashed, now {linked.st_size})"
+        )
     return linked.st_size
 
 
