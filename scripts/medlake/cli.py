@@ -269,11 +269,9 @@ def run_command(args: argparse.Namespace) -> int:
         _emit(summary.to_dict() if args.format == "json" else summary.render(), args.format)
         return 0
     if args.command == "scan-dicom":
-        from medlake.lake import dicom_headers
+        from medlake.lake import scanning
 
-        summary = dicom_headers.scan_directory(
-            args.input, args.lake, delivery_date=args.delivery_date, progress=progress
-        )
+        summary = scanning.scan_directory(args.input, args.lake, delivery_date=args.delivery_date, progress=progress)
         print(summary.render())
         return 0
     if args.command == "build":

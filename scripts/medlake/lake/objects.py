@@ -28,8 +28,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
-from medlake.errors import LakeError
+from medlake.errors import FileRefused, LakeError
+from medlake.vocab import QuarantineReason
+
+if TYPE_CHECKING:
+    from medlake.lake.files import FileDigest
 
 OBJECTS_DIR = "objects"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -40,6 +45,10 @@ _LINK_UNSUPPORTED = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENO
 
 class ObjectStoreError(LakeError):
     """An object cannot be stored or read (bad digest, bytes changed while storing, disk error)."""
+
+
+class SourceChangedError(ObjectStoreError):
+    """The delivered file changed (or was replaced) between hashing and storing: land it again later."""
 
 
 class StoreMethod(StrEnum):
@@ -124,6 +133,20 @@ def store_bytes(lake: Path, data: bytes) -> StoredObject:
     return StoredObject(sha256, relative, len(data), StoreMethod.COPIED)
 
 
+def store_original(lake: str | Path, root: str, relpath: str, handle: BinaryIO, digest: FileDigest) -> StoredObject:
+    """Keep one landed delivery file (open as ``handle``, hashed as ``digest``) in the lake's store.
+
+    The landing call site: a file that changed after it was hashed is refused (quarantined as
+    unreadable and retried by the next run), never stored under a digest that is not its own.
+    """
+    try:
+        return store_file(
+            Path(lake), Path(root, relpath), digest.sha256, size_bytes=digest.size_bytes, fd=handle.fileno()
+        )
+    except SourceChangedError as exc:
+        raise FileRefused(QuarantineReason.UNREADABLE_FILE, str(exc)) from exc
+
+
 def verify_object(lake: Path, sha256: str) -> bool:
     """Re-hash a stored object: True when its bytes still match its name."""
     path = object_path(lake, sha256)
@@ -180,10 +203,10 @@ def _link(source: Path, target: Path, size_bytes: int | None, fd: int | None) ->
         opened = os.fstat(fd)
         if (linked.st_dev, linked.st_ino) != (opened.st_dev, opened.st_ino):
             target.unlink(missing_ok=True)
-            raise ObjectStoreError(f"{source} was replaced while it was landed")
+            raise SourceChangedError(f"{source} was replaced while it was landed")
     if size_bytes is not None and linked.st_size != size_bytes:
         target.unlink(missing_ok=True)
-        raise ObjectStoreError(
+        raise SourceChangedError(
             f"{source} changed while it was landed ({size_bytes} bytes hashed, now {linked.st_size})"
         )
     return linked.st_size
@@ -200,7 +223,7 @@ def _copy_checked(source: Path, target: Path, sha256: str, fd: int | None) -> in
                 writer.write(block)
                 size += len(block)
         if digest.hexdigest() != sha256:
-            raise ObjectStoreError(f"{source} changed while it was landed (its SHA-256 is no longer {sha256})")
+            raise SourceChangedError(f"{source} changed while it was landed (its SHA-256 is no longer {sha256})")
         os.replace(tmp_name, target)
     except OSError as exc:
         Path(tmp_name).unlink(missing_ok=True)
