@@ -38,9 +38,10 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
+
+from medlake.vocab import GateDecision, GateFlag, SkipReason
 
 CHEST = "Chest"
 FRONTAL_VIEWS = frozenset({"PA", "AP"})
@@ -81,37 +82,8 @@ VIEW_TEXT_KEYWORDS = ("AcquisitionDeviceProcessingDescription", "SeriesDescripti
 SEED_FILE = Path("seeds") / "body_part_taxonomy.csv"
 
 
-class SkipReason(StrEnum):
-    """Why an instance was not classified (the ``reason_code`` in ``raw/pacs_gate_decisions``)."""
-
-    NON_IMAGE = "non_image"
-    MODALITY = "modality"
-    FOR_PROCESSING = "for_processing"
-    MULTI_FRAME = "multi_frame"
-    NOT_GRAYSCALE = "not_grayscale"
-    NON_HUMAN = "non_human"
-    BODY_PART = "body_part"
-    BODY_PART_MISSING = "body_part_missing"
-    VIEW = "view"
-    VIEW_MISSING = "view_missing"
-    # Not gate rules but loop decisions, landed the same way:
-    ALREADY_REPORTED = "already_reported"  # our SR for this model identity is in Orthanc, predictions in the lake
-    DUPLICATE = "duplicate"  # the same instance twice in one run (same UID, same bytes)
-    NOT_IN_PACS = "not_in_pacs"  # not stored in Orthanc (upload failed, or Orthanc holds other bytes)
-    UNREADABLE = "unreadable"  # not a readable DICOM instance (quarantined by the hardened reader)
-
-
-class GateFlag(StrEnum):
-    """Accepted, but with something a reviewer should know."""
-
-    BODY_PART_ABSENT = "body_part_absent"
-    VIEW_ABSENT = "view_absent"
-    LATERAL_ALLOWED = "lateral_allowed"
-
-
-class Decision(StrEnum):
-    ACCEPTED = "accepted"
-    SKIPPED = "skipped"
+# The vocabularies live with medlake's others; the gate's names for them.
+Decision = GateDecision
 
 
 class Header(Protocol):

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from medlake import __version__
 from medlake.pacs.orthanc_client import FAILED, SKIPPED, UploadOutcome
-from medlake.pacs.run_state import ModelStatus, RunState, utc_now
+from medlake.pacs.run_state import RunState, utc_now
+from medlake.vocab import ModelStatus
 
 if TYPE_CHECKING:
     from medlake.pacs.reporting import Reported

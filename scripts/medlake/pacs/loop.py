@@ -27,10 +27,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from medlake.errors import DicomError
+from medlake.errors import DicomError, FileRefused
 from medlake.lake import layout as lake_io
+from medlake.lake.files import DeliveryRoot
 from medlake.pacs import eligibility, weights
 from medlake.pacs.eligibility import Decision, GatePolicy, GateResult, SkipReason
+from medlake.pacs.instance_identity import StoredCopies
 from medlake.pacs.lake_rows import image_upload_row, model_run_row
 from medlake.pacs.lake_sink import LakeSink
 from medlake.pacs.orthanc_client import (
@@ -43,20 +45,10 @@ from medlake.pacs.orthanc_client import (
     UploadOutcome,
 )
 from medlake.pacs.reporting import Reporter, skip_candidate_rows
-from medlake.pacs.run_state import (
-    Candidate,
-    FileOutcome,
-    ModelStatus,
-    OrthancRef,
-    RunKind,
-    RunOptions,
-    RunState,
-    RunStatus,
-    new_run_id,
-    utc_now,
-)
+from medlake.pacs.run_state import Candidate, FileOutcome, OrthancRef, RunOptions, RunState, new_run_id, utc_now
 from medlake.pacs.sources import SourceFile, scan_inputs
 from medlake.pacs.summary import PacsRunSummary
+from medlake.vocab import ModelStatus, RunKind, RunStatus
 
 # Back-compatible names for the model statuses.
 CLASSIFIED = ModelStatus.CLASSIFIED
@@ -122,19 +114,29 @@ def open_run(
     return state
 
 
-def scan_stage(state: RunState, input_dir: Path) -> list[SourceFile]:
+def scan_stage(state: RunState, input_dir: Path) -> tuple[DeliveryRoot, list[SourceFile]]:
     mark = time.perf_counter()
-    sources = scan_inputs(input_dir, workers=state.options.workers)
+    root, sources = scan_inputs(input_dir, workers=state.options.workers)
     state.timings["scan_s"] = time.perf_counter() - mark
-    return sources
+    return root, sources
 
 
-def upload_stage(state: RunState, sources: Sequence[SourceFile]) -> dict[str, UploadOutcome]:
+def upload_stage(state: RunState, root: DeliveryRoot, sources: Sequence[SourceFile]) -> dict[str, UploadOutcome]:
     """Upload every DICOM; record one FileOutcome per input and land the image upload rows."""
     mark = time.perf_counter()
     dicoms = [s for s in sources if s.header is not None]
+
+    def reader(relative: str):
+        def read() -> bytes:
+            try:
+                return root.read_bytes(relative)  # the symlink policy again: no swap after the scan
+            except FileRefused as exc:
+                raise OSError(exc.reason) from exc
+
+        return read
+
     outcomes = state.client.upload_many(
-        [(s.relative, s.path.read_bytes) for s in dicoms],
+        [(s.relative, reader(s.relative)) for s in dicoms],
         workers=state.options.workers,
         progress=state.options.progress,
         desc="upload",
@@ -163,22 +165,24 @@ def upload_stage(state: RunState, sources: Sequence[SourceFile]) -> dict[str, Up
     return uploads
 
 
-def _loop_verdict(state: RunState, source: SourceFile, upload: UploadOutcome, seen: dict, md5s: dict) -> GateResult:
+def _loop_verdict(
+    state: RunState, source: SourceFile, upload: UploadOutcome, seen: dict, stored_copies: StoredCopies
+) -> GateResult:
     """The gate, then the loop's own rules: one file per SOP Instance UID, only bytes Orthanc holds."""
     verdict = eligibility.evaluate(source.header, state.policy)
     if not verdict.accepted:
         return verdict
     sop_uid = str(source.uid("SOPInstanceUID"))
-    if upload.status == ALREADY_STORED:
-        # Orthanc keeps the first file it received for a SOP Instance UID: only classify those bytes.
-        if upload.orthanc_id not in md5s:
-            md5s[upload.orthanc_id] = state.client.stored_md5(str(upload.orthanc_id))
-        if md5s[upload.orthanc_id] != source.md5:
-            return GateResult.skip(
-                SkipReason.NOT_IN_PACS,
-                "Orthanc already holds a different file with this SOP Instance UID (first stored wins); "
-                "not classified, as its SR would describe pixels the PACS does not have",
-            )
+    # Orthanc keeps the first file it received for a SOP Instance UID: only classify that instance
+    # (same dataset; the file meta may differ, e.g. when Orthanc received it over DICOM).
+    if upload.status == ALREADY_STORED and not stored_copies.holds(
+        str(upload.orthanc_id), source.path, str(source.md5)
+    ):
+        return GateResult.skip(
+            SkipReason.NOT_IN_PACS,
+            "Orthanc already holds a different file with this SOP Instance UID (first stored wins); "
+            "not classified, as its SR would describe pixels the PACS does not have",
+        )
     if sop_uid in seen:
         return GateResult.skip(SkipReason.DUPLICATE, f"same file as {seen[sop_uid]} (same SOP Instance UID and bytes)")
     seen[sop_uid] = source.relative
@@ -191,12 +195,12 @@ def gate_stage(state: RunState, sources: Sequence[SourceFile], uploads: dict[str
     candidates: list[Candidate] = []
     skipped = []
     seen: dict[str, str] = {}
-    md5s: dict[str, str] = {}
+    stored_copies = StoredCopies(state.client)
     for source in sources:
         upload = uploads.get(source.relative)
         if source.header is None or upload is None or not upload.stored:
             continue
-        verdict = _loop_verdict(state, source, upload, seen, md5s)
+        verdict = _loop_verdict(state, source, upload, seen, stored_copies)
         if verdict.decision == Decision.SKIPPED:
             status = ModelStatus.SKIPPED if verdict.reason in _GATE_REASONS else ModelStatus.NOT_CLASSIFIED
             state.update(source.relative, model_status=status, skip_reason=verdict.reason, note=verdict.detail)
@@ -272,8 +276,8 @@ def run(
     )
     reporter = None
     try:
-        sources = scan_stage(state, input_dir)
-        uploads = upload_stage(state, sources)
+        root, sources = scan_stage(state, input_dir)
+        uploads = upload_stage(state, root, sources)
         candidates = gate_stage(state, sources, uploads)
         if not state.stopping:
             reporter = Reporter(state)

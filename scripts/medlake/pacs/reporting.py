@@ -16,6 +16,7 @@ and landing: classifying again loses nothing, and storing the identical SR answe
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import multiprocessing
 import os
@@ -33,8 +34,10 @@ from medlake.pacs.eligibility import Decision, GateResult, SkipReason
 from medlake.pacs.inference import CALIBRATED_THRESHOLD, ImagePrediction, iter_classify
 from medlake.pacs.lake_sink import gate_row
 from medlake.pacs.orthanc_client import FAILED, UploadOutcome
-from medlake.pacs.run_state import Candidate, ModelStatus, RunState, utc_now
+from medlake.pacs.run_state import Candidate, RunState, utc_now
+from medlake.pacs.sr_numbering import SrInstanceNumbers
 from medlake.pacs.weights import ModelIdentity
+from medlake.vocab import ModelStatus, SrStatus
 
 UNTRAINED_WARNING = (
     "UNTRAINED: these scores come from a randomly initialised DenseNet-121 (torch.manual_seed(0)), not the official "
@@ -43,15 +46,22 @@ UNTRAINED_WARNING = (
 TRAINED_WARNING = (
     "Research model output (TorchXRayVision densenet121-res224-all): not a diagnosis, not for clinical use."
 )
-SR_STORED = "stored"
-SR_NOT_STORED = "not_stored"
+SR_STORED = SrStatus.STORED
+SR_NOT_STORED = SrStatus.NOT_STORED
 
 
-def _build_job(header: Dataset, findings: Sequence[sr_builder.Finding], identity: ModelIdentity):
+def _build_job(
+    header: Dataset,
+    findings: Sequence[sr_builder.Finding],
+    identity: ModelIdentity,
+    run_at: dt.datetime,
+    instance_number: int,
+):
     """Runs in an SR worker process: (BuiltSr | None, error | None, seconds)."""
     started = time.perf_counter()
     try:
-        return sr_builder.build_sr(header, findings, identity), None, time.perf_counter() - started
+        built = sr_builder.build_sr(header, findings, identity, run_at=run_at, instance_number=instance_number)
+        return built, None, time.perf_counter() - started
     except DicomError as exc:
         return None, f"SR not built: {exc}", time.perf_counter() - started
 
@@ -93,6 +103,8 @@ class Reporter:
             else ThreadPoolExecutor(1, thread_name_prefix="sr-build")
         )
         self.storers = ThreadPoolExecutor(max(1, state.options.workers), thread_name_prefix="sr-store")
+        # InstanceNumbers are handed out here, in the process that talks to Orthanc, before the build.
+        self.sr_numbers = SrInstanceNumbers.from_orthanc(state.client)
         self.images_reported = 0
 
     def close(self) -> None:
@@ -289,7 +301,14 @@ class _Flow:
         self.done: list[Reported] = []
 
     def build(self, item: Reported) -> None:
-        future = self.reporter.builders.submit(_build_job, item.candidate.header, item.findings, self.state.identity)
+        header, identity = item.candidate.header, self.state.identity
+        try:
+            number = self.reporter.sr_numbers.for_source(header, identity)
+        except OrthancError as exc:
+            item.error = f"SR not built: {exc}"
+            self.done.append(item)
+            return
+        future = self.reporter.builders.submit(_build_job, header, item.findings, identity, utc_now(), number)
         self.builds[future] = item
 
     def _store(self, item: Reported) -> Reported:

@@ -12,42 +12,19 @@ import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 
-from medlake.pacs.eligibility import GatePolicy, GateResult, SkipReason
+from medlake.pacs.eligibility import GatePolicy, GateResult
+from medlake.vocab import RunKind, RunStatus, SkipReason
 
 if TYPE_CHECKING:
     from medlake.pacs.inference import Classifier
     from medlake.pacs.lake_sink import LakeSink
     from medlake.pacs.orthanc_client import OrthancClient
     from medlake.pacs.weights import WeightsChoice
-
-
-class ModelStatus(StrEnum):
-    """What happened to an input on the model side."""
-
-    CLASSIFIED = "classified"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # the intended-use gate said no
-    ALREADY_REPORTED = "already reported"  # our SR is in Orthanc and its predictions in the lake
-    SR_FROM_LAKE = "reported from lake"  # predictions were landed before, the SR was missing: stored now
-    NOT_CLASSIFIED = "not classified"  # not DICOM, not stored in Orthanc, a duplicate, or the run stopped
-
-
-class RunKind(StrEnum):
-    RUN = "run"
-    WATCH = "watch"
-
-
-class RunStatus(StrEnum):
-    RUNNING = "running"
-    FINISHED = "finished"
-    STOPPED = "stopped"
-    ORTHANC_UNREACHABLE = "orthanc_unreachable"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from medlake.pacs.orthanc_client import ALREADY_STORED, FAILED, SKIPPED, SUCCESS
-from medlake.pacs.run_state import FileOutcome, ModelStatus, RunState, RunStatus
+from medlake.pacs.run_state import FileOutcome, RunState
+from medlake.vocab import ModelStatus, RunStatus
 
 
 @dataclass(frozen=True)

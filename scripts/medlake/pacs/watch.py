@@ -40,18 +40,10 @@ from medlake.pacs.lake_rows import model_run_row
 from medlake.pacs.loop import finish_run, open_run
 from medlake.pacs.orthanc_client import DEFAULT_BREAKER_THRESHOLD
 from medlake.pacs.reporting import Reporter, skip_candidate_rows
-from medlake.pacs.run_state import (
-    Candidate,
-    FileOutcome,
-    ModelStatus,
-    OrthancRef,
-    RunKind,
-    RunOptions,
-    RunState,
-    RunStatus,
-)
+from medlake.pacs.run_state import Candidate, FileOutcome, OrthancRef, RunOptions, RunState
 from medlake.pacs.sources import hash_file, read_source_header
 from medlake.pacs.summary import PacsRunSummary
+from medlake.vocab import ModelStatus, RunKind, RunStatus
 
 CURSOR_DIR = Path("state") / "pacs_watch"
 STABLE_CHANGES = {"series": "StableSeries", "study": "StableStudy"}
