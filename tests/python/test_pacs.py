@@ -264,3 +264,36 @@ def test_bad_and_odd_files_are_reported_and_the_rest_continues(
     assert any("exceed BitsStored=12" in w for w in bits["warnings"])
     assert "(OK)" in summary.render()
     assert Path(tmp_path / "lake" / "raw" / "model_runs").is_dir()
+
+
+def test_a_symlink_out_of_the_input_is_not_followed(pacs_server, shared_dicom_dir, tmp_path):
+    """Issue 9: a delivery cannot make `pacs run` upload (or hash) a file from outside it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / "other-patient.dcm"
+    target.write_bytes((shared_dicom_dir / "chest/pydicom-data__RG1_J2KI.dcm").read_bytes())
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "looks-inside.dcm").symlink_to(target)
+    (inputs / "passwd").symlink_to("/etc/passwd")
+    (inputs / "outside-dir").symlink_to(outside, target_is_directory=True)
+    with pacs_server.client() as client:
+        before = client.instance_count()
+    summary = pacs.run(
+        inputs,
+        tmp_path / "lake",
+        allow_untrained=True,
+        weights_dir=tmp_path / "none",
+        results_dir=tmp_path / "results",
+        progress=False,
+    )
+    rows = rows_by_file(summary)
+    assert set(rows) == {"looks-inside.dcm", "passwd"}  # the directory symlink is not descended
+    for row in rows.values():
+        assert (row.upload_status, row.model_status) == (SKIPPED, pacs.NOT_CLASSIFIED)
+        assert row.note.startswith("outside_delivery_root")
+    with pacs_server.client() as client:
+        assert client.instance_count() == before
+    uploads = lake.read_raw(tmp_path / "lake", "pacs_uploads").to_pylist()
+    assert {u["source_file"] for u in uploads} == {"looks-inside.dcm", "passwd"}
+    assert {u["source_file_sha256"] for u in uploads} == {None}  # nothing of the targets was read

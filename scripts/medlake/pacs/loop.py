@@ -234,6 +234,8 @@ def finish_run(state: RunState, *, source: str, extra: dict | None = None) -> Pa
     clock = state.timings.pop("_clock", None)
     if clock is not None:
         state.timings["total_s"] = time.perf_counter() - clock
+    if state.client.breaker.is_open and not state.stop_reason:
+        state.stop_reason = state.client.breaker.message  # it opened while the last SRs were stored
     if state.status == RunStatus.RUNNING:
         state.status = RunStatus.ORTHANC_UNREACHABLE if state.stop_reason else RunStatus.FINISHED
     state.sink.write({"model_runs": [model_run_row(state)]})

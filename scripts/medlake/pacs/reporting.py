@@ -97,6 +97,9 @@ class Reporter:
         self.state = state
         workers = state.options.sr_workers
         workers = os.cpu_count() or 1 if workers is None else workers
+        # Backpressure: inference waits when this many images are between classified and stored, so a
+        # slow SR stage or a dead Orthanc cannot leave a pile of classified-but-unreported images behind.
+        self.max_in_flight = 2 * max(1, workers) + state.options.batch_size
         self.builders: Executor = (
             ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_worker)
             if workers > 0
@@ -222,6 +225,8 @@ class Reporter:
                     item.error = str(prediction.error)
                     flow.done.append(item)
                 flow.pump(block=False)
+                while flow.in_flight >= self.max_in_flight and not state.client.breaker.is_open:
+                    flow.pump(block=True)
                 if state.client.breaker.is_open:
                     state.stop_reason = state.client.breaker.message
                     break
@@ -299,6 +304,10 @@ class _Flow:
         self.builds: dict[Future, Reported] = {}
         self.stores: dict[Future, Reported] = {}
         self.done: list[Reported] = []
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.builds) + len(self.stores)
 
     def build(self, item: Reported) -> None:
         header, identity = item.candidate.header, self.state.identity
