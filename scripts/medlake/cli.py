@@ -223,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     demo.add_argument("--skip-pacs", action="store_true", help="lake only: no Orthanc, no inference")
 
+    from medlake.dataset.command import add_parser as add_dataset_parser
+
+    add_dataset_parser(commands, DEFAULT_LAKE)
+
     bench = commands.add_parser(
         "bench",
         help="measure landing, dbt, queries, DICOM, inference and Orthanc against their alternatives",
@@ -314,6 +318,10 @@ def run_command(args: argparse.Namespace) -> int:
         from medlake.devtools import demo
 
         return demo.run(args.workdir, exams=args.exams, seed=args.seed, skip_pacs=args.skip_pacs)
+    if args.command == "dataset":
+        from medlake.dataset import command as dataset_command
+
+        return dataset_command.run(args)
     if args.command == "bench":
         from medlake.devtools import bench
 

@@ -49,6 +49,10 @@ class SynthError(MedlakeError):
     """A synthetic delivery cannot be written (bad arguments, output directory not ours)."""
 
 
+class DatasetError(MedlakeError):
+    """A training set cannot be exported or read (bad filter, unknown label, no warehouse, bad export dir)."""
+
+
 class FileRefused(MedlakeError):
     """A delivery file medlake will not (or cannot) read; ``reason_code`` is its quarantine reason.
 

@@ -88,3 +88,24 @@ def test_link_or_copy_hands_an_object_out_and_replaces_the_destination(tmp_path)
     assert objects.link_or_copy(lake / stored.relative_path, destination) is StoreMethod.LINKED
     assert destination.read_bytes() == b"pixels"
     assert objects.store_bytes(lake, b"pixels").method is StoreMethod.EXISTING
+
+
+def test_storing_through_the_open_descriptor_refuses_a_swapped_path(tmp_path, monkeypatch):
+    lake = tmp_path / "lake"
+    checked = tmp_path / "delivery" / "checked.dcm"
+    sha = _write(checked, b"checked bytes")
+    with open(checked, "rb") as handle:
+        stored = objects.store_file(lake, checked, sha, fd=handle.fileno())
+    assert stored.method is StoreMethod.LINKED
+    # the path now names another file than the one landing opened and hashed
+    swapped = tmp_path / "delivery" / "swapped.dcm"
+    sha2 = _write(swapped, b"other bytes!!")
+    with open(swapped, "rb") as handle:
+        os.replace(checked, swapped)
+        with pytest.raises(ObjectStoreError, match="replaced while it was landed"):
+            objects.store_file(lake, swapped, sha2, fd=handle.fileno())
+        # without links, the copy reads the descriptor: the bytes that were hashed
+        monkeypatch.setattr(os, "link", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EXDEV, "x")))
+        copied = objects.store_file(lake, swapped, sha2, fd=handle.fileno())
+    assert copied.method is StoreMethod.COPIED
+    assert (lake / copied.relative_path).read_bytes() == b"other bytes!!"

@@ -29,6 +29,7 @@ from medlake.lake.files import DeliveryRoot, display_path, hash_stream, sha256_b
 from medlake.lake.image_files import ImageIndex
 from medlake.lake.json_records import guard_depth, parse_delivery_file
 from medlake.lake.manifest import manifest_key
+from medlake.lake.objects import store_original
 from medlake.lake.parts import TableColumns, batch_id, write_batch
 from medlake.lake.records import Quarantine, RecordColumns
 from medlake.vocab import Entity
@@ -140,6 +141,7 @@ class ChunkBuilder:
                 if manifest_key(relpath, digest.sha256) in self.context.known_files:
                     self.files_skipped[Entity.IMAGE] += 1
                     return
+                store_original(self.context.lake, self.root.path, relpath, handle, digest)
                 file_index = self._add_file(relpath, digest.sha256)
                 quarantined = self.images.add(file_index, relpath.rsplit("/", 1)[-1], handle, digest)
         except FileRefused as refusal:

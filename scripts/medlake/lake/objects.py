@@ -24,11 +24,17 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
-from medlake.errors import LakeError
+from medlake.errors import FileRefused, LakeError
+from medlake.vocab import QuarantineReason
+
+if TYPE_CHECKING:
+    from medlake.lake.files import FileDigest
 
 OBJECTS_DIR = "objects"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -39,6 +45,10 @@ _LINK_UNSUPPORTED = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENO
 
 class ObjectStoreError(LakeError):
     """An object cannot be stored or read (bad digest, bytes changed while storing, disk error)."""
+
+
+class SourceChangedError(ObjectStoreError):
+    """The delivered file changed (or was replaced) between hashing and storing: land it again later."""
 
 
 class StoreMethod(StrEnum):
@@ -78,11 +88,16 @@ def has_object(lake: Path, sha256: str) -> bool:
     return object_path(lake, sha256).is_file()
 
 
-def store_file(lake: Path, source: Path, sha256: str, *, size_bytes: int | None = None) -> StoredObject:
+def store_file(
+    lake: Path, source: Path, sha256: str, *, size_bytes: int | None = None, fd: int | None = None
+) -> StoredObject:
     """Store ``source`` (whose bytes hash to ``sha256``) in ``lake``'s object store, once.
 
     ``sha256`` is the digest the caller already computed while reading the file (landing hashes
     every file once); a copy re-checks it, a link checks the size (``size_bytes``, when given).
+    With ``fd`` (the descriptor landing opened and checked against the delivery root), the link
+    must be to that very file (same inode) and a copy reads from it, so a path swapped after the
+    check is never stored.
     """
     relative = object_relative_path(sha256)
     target = Path(lake) / relative
@@ -92,10 +107,10 @@ def store_file(lake: Path, source: Path, sha256: str, *, size_bytes: int | None 
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ObjectStoreError(f"cannot create {target.parent}: {exc.strerror or exc}") from exc
-    linked = _link(Path(source), target, size_bytes)
+    linked = _link(Path(source), target, size_bytes, fd)
     if linked is not None:
         return StoredObject(sha256, relative, linked, StoreMethod.LINKED)
-    size = _copy_checked(Path(source), target, sha256)
+    size = _copy_checked(Path(source), target, sha256, fd)
     return StoredObject(sha256, relative, size, StoreMethod.COPIED)
 
 
@@ -116,6 +131,20 @@ def store_bytes(lake: Path, data: bytes) -> StoredObject:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return StoredObject(sha256, relative, len(data), StoreMethod.COPIED)
+
+
+def store_original(lake: str | Path, root: str, relpath: str, handle: BinaryIO, digest: FileDigest) -> StoredObject:
+    """Keep one landed delivery file (open as ``handle``, hashed as ``digest``) in the lake's store.
+
+    The landing call site: a file that changed after it was hashed is refused (quarantined as
+    unreadable and retried by the next run), never stored under a digest that is not its own.
+    """
+    try:
+        return store_file(
+            Path(lake), Path(root, relpath), digest.sha256, size_bytes=digest.size_bytes, fd=handle.fileno()
+        )
+    except SourceChangedError as exc:
+        raise FileRefused(QuarantineReason.UNREADABLE_FILE, str(exc)) from exc
 
 
 def verify_object(lake: Path, sha256: str) -> bool:
@@ -156,7 +185,7 @@ def link_or_copy(source: Path, destination: Path) -> StoreMethod:
     return method
 
 
-def _link(source: Path, target: Path, size_bytes: int | None) -> int | None:
+def _link(source: Path, target: Path, size_bytes: int | None, fd: int | None) -> int | None:
     """Hard-link ``source`` as ``target``; the linked size, or None when linking is not possible here."""
     try:
         # A delivered symlink (already checked to stay inside the delivery) is stored as the file
@@ -169,25 +198,32 @@ def _link(source: Path, target: Path, size_bytes: int | None) -> int | None:
         if exc.errno in _LINK_UNSUPPORTED:
             return None
         raise ObjectStoreError(f"cannot store {source}: {exc.strerror or exc}") from exc
-    size = target.stat().st_size
-    if size_bytes is not None and size != size_bytes:
+    linked = target.stat()
+    if fd is not None:
+        opened = os.fstat(fd)
+        if (linked.st_dev, linked.st_ino) != (opened.st_dev, opened.st_ino):
+            target.unlink(missing_ok=True)
+            raise SourceChangedError(f"{source} was replaced while it was landed")
+    if size_bytes is not None and linked.st_size != size_bytes:
         target.unlink(missing_ok=True)
-        raise ObjectStoreError(f"{source} changed while it was landed ({size_bytes} bytes hashed, now {size})")
-    return size
+        raise SourceChangedError(
+            f"{source} changed while it was landed ({size_bytes} bytes hashed, now {linked.st_size})"
+        )
+    return linked.st_size
 
 
-def _copy_checked(source: Path, target: Path, sha256: str) -> int:
-    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+def _copy_checked(source: Path, target: Path, sha256: str, fd: int | None) -> int:
+    fd_out, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
     try:
         digest = hashlib.sha256()
         size = 0
-        with open(source, "rb") as reader, os.fdopen(fd, "wb") as writer:
-            while block := reader.read(_COPY_BLOCK):
+        with os.fdopen(fd_out, "wb") as writer:
+            for block in _blocks(source, fd):
                 digest.update(block)
                 writer.write(block)
                 size += len(block)
         if digest.hexdigest() != sha256:
-            raise ObjectStoreError(f"{source} changed while it was landed (its SHA-256 is no longer {sha256})")
+            raise SourceChangedError(f"{source} changed while it was landed (its SHA-256 is no longer {sha256})")
         os.replace(tmp_name, target)
     except OSError as exc:
         Path(tmp_name).unlink(missing_ok=True)
@@ -196,6 +232,19 @@ def _copy_checked(source: Path, target: Path, sha256: str) -> int:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return size
+
+
+def _blocks(source: Path, fd: int | None) -> Iterator[bytes]:
+    """The file's bytes from the start: from the already-open descriptor when given (pread), else by path."""
+    if fd is not None:
+        offset = 0
+        while block := os.pread(fd, _COPY_BLOCK, offset):
+            yield block
+            offset += len(block)
+        return
+    with open(source, "rb") as reader:
+        while block := reader.read(_COPY_BLOCK):
+            yield block
 
 
 def _copy_into(source: Path, destination: str) -> None:
