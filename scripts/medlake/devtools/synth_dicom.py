@@ -25,32 +25,13 @@ def write_chest_cr(
 
     Small by default (320x256, so deliveries stay light); benchmarks ask for detector-sized ones.
 
-    The picture is a bright body ellipse with two darker "lungs" and a spine, plus seeded
-    noise: 12 bits stored in 16 (values <= 4095, as TorchXRayVision's normaliser requires).
-    Every fourth exam is MONOCHROME1 (inverted), like many real CRs.
+    Every fourth exam is MONOCHROME1 (inverted), like many real CRs. Longer than 60 lines on
+    purpose: one line per DICOM attribute, read top to bottom like the header it writes.
     """
-    import numpy as np  # only when images are asked for
     from pydicom.dataset import FileDataset, FileMetaDataset
 
-    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"{seed}:{exam_id}:pixels".encode()).digest()[:8]))
-    y, x = np.mgrid[0:rows, 0:columns].astype(np.float32)
-    cy, cx = rows / 2, columns / 2
-
-    def ellipse(center_y: float, center_x: float, radius_y: float, radius_x: float) -> np.ndarray:
-        return (((y - center_y) / radius_y) ** 2 + ((x - center_x) / radius_x) ** 2) <= 1.0
-
-    image = np.full((rows, columns), 300.0, dtype=np.float32)
-    image[ellipse(cy, cx, rows * 0.46, columns * 0.45)] = 2600.0
-    lung_shift = float(rng.uniform(-6, 6))
-    image[ellipse(cy - 10 + lung_shift, cx - columns * 0.2, rows * 0.3, columns * 0.14)] = 900.0
-    image[ellipse(cy - 10 - lung_shift, cx + columns * 0.2, rows * 0.3, columns * 0.14)] = 900.0
-    image[:, int(cx - 8) : int(cx + 8)] += 700.0 * (np.abs(y[:, int(cx - 8) : int(cx + 8)] - cy) < rows * 0.42)
-    image += 600.0 * (1.0 - y / rows)  # soft vertical gradient
-    image += rng.normal(0.0, 60.0, size=image.shape).astype(np.float32)
-    pixels = np.clip(image, 0, 4095).astype(np.uint16)
     monochrome1 = exam_id % 4 == 0
-    if monochrome1:
-        pixels = (4095 - pixels).astype(np.uint16)
+    pixels = _chest_pixels(seed, exam_id, rows, columns, inverted=monochrome1)
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
@@ -95,3 +76,29 @@ def write_chest_cr(
     ds.WindowWidth = 4096
     ds.PixelData = pixels.astype("<u2").tobytes()
     ds.save_as(path, enforce_file_format=True)
+
+
+def _chest_pixels(seed: int, exam_id: int, rows: int, columns: int, *, inverted: bool):  # -> np.ndarray
+    """A bright body ellipse with two darker "lungs" and a spine, plus seeded noise.
+
+    12 bits stored in 16 (values <= 4095, as TorchXRayVision's normaliser requires).
+    """
+    import numpy as np  # only when images are asked for
+
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"{seed}:{exam_id}:pixels".encode()).digest()[:8]))
+    y, x = np.mgrid[0:rows, 0:columns].astype(np.float32)
+    cy, cx = rows / 2, columns / 2
+
+    def ellipse(center_y: float, center_x: float, radius_y: float, radius_x: float) -> np.ndarray:
+        return (((y - center_y) / radius_y) ** 2 + ((x - center_x) / radius_x) ** 2) <= 1.0
+
+    image = np.full((rows, columns), 300.0, dtype=np.float32)
+    image[ellipse(cy, cx, rows * 0.46, columns * 0.45)] = 2600.0
+    lung_shift = float(rng.uniform(-6, 6))
+    image[ellipse(cy - 10 + lung_shift, cx - columns * 0.2, rows * 0.3, columns * 0.14)] = 900.0
+    image[ellipse(cy - 10 - lung_shift, cx + columns * 0.2, rows * 0.3, columns * 0.14)] = 900.0
+    image[:, int(cx - 8) : int(cx + 8)] += 700.0 * (np.abs(y[:, int(cx - 8) : int(cx + 8)] - cy) < rows * 0.42)
+    image += 600.0 * (1.0 - y / rows)  # soft vertical gradient
+    image += rng.normal(0.0, 60.0, size=image.shape).astype(np.float32)
+    pixels = np.clip(image, 0, 4095).astype(np.uint16)
+    return (4095 - pixels).astype(np.uint16) if inverted else pixels
