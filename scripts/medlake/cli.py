@@ -39,7 +39,8 @@ environment:
   MEDLAKE_LAKE_DIR          default for --lake (data/lake)
   MEDLAKE_DBT_PROJECT_DIR   the dbt project (default: the checkout's, else the copy inside the package)
   ORTHANC_URL               Orthanc REST endpoint (default http://127.0.0.1:8042)
-  ORTHANC_USERNAME/PASSWORD Orthanc credentials (local-only defaults: medlake / medlake)
+  ORTHANC_USERNAME/PASSWORD Orthanc credentials (default: the random password `orthanc start` wrote)
+  MEDLAKE_ORTHANC_STORAGE   the Orthanc storage whose credentials.json clients read (default data/orthanc)
   MEDLAKE_XRV_WEIGHTS_DIR   where the TorchXRayVision weights file is looked for
 """
 
@@ -108,6 +109,7 @@ class Command:
     subcommands: tuple[Command, ...] = field(default_factory=tuple)
     dest: str = "command"  # where argparse stores the chosen subcommand's name
     metavar: str = "COMMAND"
+    register: str | None = None  # a module whose add_parser(commands, default_lake) adds this command
 
 
 QUERY = Command(
@@ -254,15 +256,43 @@ COMMANDS: tuple[Command, ...] = (
         "start, stop or check a local Orthanc PACS (Debian package `orthanc`) on loopback (needs medlake[pacs])",
         run="orthanc",
         description="Runs the `Orthanc` binary with a generated loopback-only configuration: remote access off, "
-        "authentication on with ORTHANC_USERNAME/ORTHANC_PASSWORD, DICOM port off unless --dicom-port is given.",
+        "authentication on with a random password generated per storage (STORAGE/credentials.json, 0600; or "
+        "ORTHANC_USERNAME/ORTHANC_PASSWORD), storage/index/log private (0700/0600). The DICOM port is off unless "
+        "--dicom-port is given; it then accepts C-STORE/C-ECHO only from the --modality senders (AE title + IP), "
+        "by default MEDLAKE_SCU@127.0.0.1.",
         args=(
             arg("action", choices=["start", "stop", "status"]),
             arg("--port", type=_positive_int, default=None, help="HTTP port (default: from ORTHANC_URL, 8042)"),
-            arg("--storage", type=Path, default=None, help="storage directory (default: data/orthanc)"),
+            arg(
+                "--storage", type=Path, default=None, help="storage (default: $MEDLAKE_ORTHANC_STORAGE or data/orthanc)"
+            ),
             arg("--dicom-port", type=_positive_int, default=None, help="enable the DICOM server on this port"),
+            arg("--aet", default="MEDLAKE", help="Orthanc's own AE title, which senders must call"),
+            arg(
+                "--modality",
+                action="append",
+                default=[],
+                metavar="AET@IP:PORT",
+                help="a sender allowed to C-STORE (repeatable; IP defaults to 127.0.0.1, PORT to 104)",
+            ),
+            arg(
+                "--modalities-file",
+                action="append",
+                default=[],
+                type=Path,
+                metavar="FILE",
+                help="senders, one AET@IP:PORT per line (# comments)",
+            ),
         ),
     ),
     PACS,
+    # Registered by its own module (its arguments live beside the export they drive).
+    Command(
+        "dataset",
+        "training sets: export a filtered, split, de-identified set",
+        run="dataset",
+        register="medlake.dataset.command",
+    ),
     Command(
         "demo",
         "the main job (`make run`): synth -> land -> dbt build -> answers -> PACS loop -> dbt build",
@@ -296,6 +326,10 @@ FORMAT = arg("--format", choices=["table", "json"], default="table", help="outpu
 
 
 def _add(commands: argparse._SubParsersAction, command: Command) -> None:
+    if command.register:
+        importlib.import_module(command.register).add_parser(commands, DEFAULT_LAKE)
+        commands.choices[command.name].set_defaults(run=command.run)
+        return
     parser = commands.add_parser(command.name, help=command.help, description=command.description or command.help)
     if command.subcommands:
         nested = parser.add_subparsers(dest=command.dest, required=True, metavar=command.metavar)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import io
 import json
 import sys
 from typing import Any
@@ -99,22 +97,24 @@ def query_chest_many_labels(args: argparse.Namespace) -> int:
 
 def orthanc(args: argparse.Namespace) -> int:
     require_pacs("medlake orthanc")
-    from medlake.pacs import orthanc_server
+    from medlake.pacs import orthanc_cli
 
-    def action() -> int:
-        return orthanc_server.cli_action(args.action, port=args.port, storage=args.storage, dicom_port=args.dicom_port)
+    return orthanc_cli.cli_action(
+        args.action,
+        port=args.port,
+        storage=args.storage,
+        dicom_port=args.dicom_port,
+        aet=args.aet,
+        modalities=args.modality,
+        modalities_files=args.modalities_file,
+        fmt=args.format,
+    )
 
-    if args.format != "json":
-        return action()
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = action()
-    data: dict[str, Any] = {"action": args.action, "exit_code": code, "messages": printed.getvalue().splitlines()}
-    if args.action == "status":
-        server = orthanc_server.OrthancServer(port=args.port, storage=args.storage, dicom_port=args.dicom_port)
-        data["status"] = dataclasses.asdict(server.status())
-    emit(data, "json")
-    return code
+
+def dataset(args: argparse.Namespace) -> int:
+    from medlake.dataset import command
+
+    return command.run(args)
 
 
 def pacs_run(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -13,12 +14,15 @@ from medlake.errors import MissingExtraError
 from medlake.extras import require_pacs
 
 
-def leaf_commands(commands=cli.COMMANDS, prefix=()):
-    for command in commands:
-        if command.subcommands:
-            yield from leaf_commands(command.subcommands, (*prefix, command.name))
-        else:
-            yield (*prefix, command.name)
+def leaf_commands(parser=None, prefix=()):
+    """Every runnable command line of the real parser, e.g. ("query", "chest-many-labels")."""
+    parser = parser or cli.build_parser()
+    subparsers = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if not subparsers:
+        yield prefix
+        return
+    for name, subparser in subparsers[0].choices.items():
+        yield from leaf_commands(subparser, (*prefix, name))
 
 
 @pytest.mark.parametrize("words", list(leaf_commands()), ids=" ".join)
