@@ -189,3 +189,22 @@ def upload(client, paths: list[Path]) -> None:
     outcomes = client.upload_files(paths, workers=4)
     failed = [o for o in outcomes if not o.stored]
     assert not failed, failed
+
+
+def push_over_dicom(server, paths: list[Path]) -> None:
+    """C-STORE every file to the server's DICOM port as the default local sender (pynetdicom)."""
+    import pynetdicom
+
+    from medlake.pacs.dicom_reception import LOCAL_SENDER_AET, ORTHANC_AET
+
+    datasets = [pydicom.dcmread(path) for path in paths]
+    sender = pynetdicom.AE(ae_title=LOCAL_SENDER_AET)
+    for context in {(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for ds in datasets}:
+        sender.add_requested_context(*context)
+    association = sender.associate("127.0.0.1", server.dicom_port, ae_title=ORTHANC_AET)
+    assert association.is_established, "Orthanc refused the association"
+    try:
+        statuses = [int(association.send_c_store(ds).Status) for ds in datasets]
+    finally:
+        association.release()
+    assert statuses == [0] * len(datasets), statuses

@@ -18,7 +18,7 @@ from medlake.devtools import synth
 from medlake.lake import layout as lake
 from medlake.pacs import watch as pacs_watch
 from medlake.pacs.orthanc_server import OrthancServer, find_free_port
-from pacs_study import mixed_study, series_count, upload, wait_until_stable
+from pacs_study import mixed_study, push_over_dicom, series_count, upload, wait_until_stable
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.torch, pytest.mark.shared, pytest.mark.slow]
 
@@ -55,12 +55,20 @@ def _our_srs(client) -> list[dict]:
 def test_mixed_study_yields_one_sr_and_every_skip_in_the_lake(
     orthanc_binary, shared_dicom_dir, reference_sr_dir, tmp_path, monkeypatch, capsys
 ):
+    pytest.importorskip("pynetdicom", reason="pynetdicom (dev extra) pushes the study over DICOM")
     study = mixed_study(shared_dicom_dir, reference_sr_dir, tmp_path / "study")
-    with _server(orthanc_binary, tmp_path / "orthanc") as server:
+    server = OrthancServer(
+        port=find_free_port(),
+        storage=tmp_path / "orthanc",
+        binary=orthanc_binary,
+        stable_age_s=1,
+        dicom_port=find_free_port(),
+    )
+    with server:
         for key, value in _env(server).items():
             monkeypatch.setenv(key, value)
         client = server.client()
-        upload(client, [i.path for i in study])
+        push_over_dicom(server, [i.path for i in study])  # as a modality sends it: C-STORE on loopback
         wait_until_stable(client, series_count(study))
         lake_dir = tmp_path / "lake"
 
@@ -116,16 +124,28 @@ def test_mixed_study_yields_one_sr_and_every_skip_in_the_lake(
         assert sorted(p.name for p in (lake_dir / "raw").rglob("part-*.parquet")) == parts_before
         assert len(_our_srs(client)) == 1
 
-        # The same feed from the start into another lake, the gate widened to laterals and narrowed to
-        # instances that name their body part: the lateral is classified too, and the choice is on record.
+        # The same feed from the start into another lake, by stable study, the gate widened to laterals and
+        # narrowed to instances that name their body part: the lateral is classified too, and the choice is on record.
         wide_lake = tmp_path / "wide_lake"
         wide = _watch_once(
-            wide_lake, tmp_path, capsys, "--since", "0", "--allow-view", "lateral", "--require-body-part"
+            wide_lake,
+            tmp_path,
+            capsys,
+            "--since",
+            "0",
+            "--level",
+            "study",
+            "--allow-view",
+            "lateral",
+            "--require-body-part",
         )
         lateral = next(i for i in study if i.name == "lateral")
-        classified = {row["sop_instance_uid"]: row for row in wide["files"] if row["model_status"] == "classified"}
-        assert set(classified) == {pa.sop_instance_uid, lateral.sop_instance_uid}
-        assert classified[lateral.sop_instance_uid]["gate_flags"] == "lateral_allowed"
+        # Storing our SR changes the study, so it turns stable again: seen twice, classified once.
+        per_image = Counter(p["sop_instance_uid"] for p in lake.read_raw(wide_lake, "predictions").to_pylist())
+        assert per_image == {pa.sop_instance_uid: 18, lateral.sop_instance_uid: 18}
+        flags = {p["sop_instance_uid"]: p["gate_flags"] for p in lake.read_raw(wide_lake, "predictions").to_pylist()}
+        assert flags[lateral.sop_instance_uid] == "lateral_allowed"
+        assert wide["ok"] and wide["counts"]["classify_failed"] == 0
         run = max(lake.read_raw(wide_lake, "model_runs").to_pylist(), key=lambda r: r["finished_at"])
         policy = json.loads(run["gate_policy"])
         assert "LL" in policy["allowed_views"] and policy["body_part_absent"] == "skip"

@@ -283,7 +283,9 @@ def run(
         candidates = gate_stage(state, sources, uploads)
         if not state.stopping:
             reporter = Reporter(state)
+            mark = time.perf_counter()
             reporter.report(candidates)
+            state.timings["report_s"] = time.perf_counter() - mark  # classify .. last batch landed
     finally:
         if reporter is not None:
             reporter.close()

@@ -352,7 +352,8 @@ class OrthancClient:
 
     def child_instances(self, level: str, resource_id: str) -> list[str]:
         """Orthanc ids of the instances under a series or study (``GET /{level}/{id}/instances``)."""
-        path = f"/{level.lower()}/{resource_id}/instances"
+        collection = {"series": "series", "study": "studies", "patient": "patients"}[level.lower()]
+        path = f"/{collection}/{resource_id}/instances"
         return [item["ID"] for item in self._json(lambda: self.api.get(self.settings.url + path), f"GET {path}")]
 
     def simplified_tags(self, instance_id: str) -> dict:

@@ -70,6 +70,20 @@ def _warm_worker() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def findings_for(classifier, scores: Sequence[float]) -> list[sr_builder.Finding]:
+    """One Finding per pathology: the calibrated score against the model's operating point (0.5)."""
+    return [
+        sr_builder.Finding(
+            pathology=name,
+            score=score,
+            threshold=CALIBRATED_THRESHOLD,
+            operating_point=op,
+            is_positive=score >= CALIBRATED_THRESHOLD,
+        )
+        for name, score, op in zip(classifier.pathologies, scores, classifier.operating_points, strict=True)
+    ]
+
+
 @dataclass
 class Reported:
     """One image's trip through the back half."""
@@ -187,17 +201,7 @@ class Reporter:
         ]
 
     def _findings(self, scores: Sequence[float]) -> list[sr_builder.Finding]:
-        classifier = self.state.classifier
-        return [
-            sr_builder.Finding(
-                pathology=name,
-                score=score,
-                threshold=CALIBRATED_THRESHOLD,
-                operating_point=op,
-                is_positive=score >= CALIBRATED_THRESHOLD,
-            )
-            for name, score, op in zip(classifier.pathologies, scores, classifier.operating_points, strict=True)
-        ]
+        return findings_for(self.state.classifier, scores)
 
     # --- the stream ----------------------------------------------------------------------
 
