@@ -9,7 +9,7 @@ import pytest
 
 from medlake.pacs import eligibility
 from medlake.pacs.eligibility import GateFlag, GatePolicy, SkipReason
-from medlake.warehouse.dbt_runner import PROJECT_DIR
+from medlake.settings import dbt_project_dir
 
 pytestmark = [pytest.mark.shared]
 
@@ -79,7 +79,7 @@ def test_body_part_goes_through_the_lakes_seed(chest_pa, spelling):
 
 
 def test_the_gate_reads_the_dbt_seed_itself():
-    with open(PROJECT_DIR / "seeds" / "body_part_taxonomy.csv", encoding="utf-8") as handle:
+    with open(dbt_project_dir() / "seeds" / "body_part_taxonomy.csv", encoding="utf-8") as handle:
         seed = {row["spelling"]: row["body_part"] for row in csv.DictReader(handle)}
     assert eligibility.lake_taxonomy().mapping == seed
     assert {spelling for spelling, part in seed.items() if part == "Chest"} >= {"chest", "thorax", "torax", "tórax"}

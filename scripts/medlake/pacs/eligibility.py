@@ -153,9 +153,9 @@ class BodyPartTaxonomy:
 @functools.cache
 def lake_taxonomy() -> BodyPartTaxonomy:
     """The seed shipped with the dbt project, read where dbt reads it (never a copy)."""
-    from medlake.warehouse.dbt_runner import PROJECT_DIR
+    from medlake.settings import dbt_project_dir
 
-    return BodyPartTaxonomy.from_seed(PROJECT_DIR / SEED_FILE)
+    return BodyPartTaxonomy.from_seed(dbt_project_dir() / SEED_FILE)
 
 
 # --- reading header values ----------------------------------------------------------------
