@@ -178,7 +178,7 @@ def _write_backlog(directory: Path, count: int) -> list[Path]:
 
 
 def test_watch_killed_mid_backlog_resumes_with_every_image_classified_exactly_once(
-    orthanc_binary, tmp_path, monkeypatch, capsys
+    orthanc_binary, tmp_path, monkeypatch
 ):
     backlog = _write_backlog(tmp_path / "backlog", 8)
     lake_dir = tmp_path / "lake"
@@ -189,11 +189,14 @@ def test_watch_killed_mid_backlog_resumes_with_every_image_classified_exactly_on
         upload(client, backlog)
         wait_until_stable(client, len(backlog))
         env = {**os.environ, **_env(server), "PYTHONPATH": str(REPO_ROOT / "scripts")}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "medlake", "pacs", "watch", "--once", "--lake", str(lake_dir)]
+        command = (
+            [sys.executable, "-m", "medlake", "pacs", "watch", "--lake", str(lake_dir)]
             + ["--allow-untrained-weights", "--weights-dir", str(tmp_path / "none"), "--no-progress"]
             + ["--page-size", "1", "--land-batch", "1", "--batch-size", "1", "--sr-workers", "1"]
-            + ["--results-dir", str(tmp_path / "results")],
+            + ["--results-dir", str(tmp_path / "results"), "--poll-seconds", "0.5", "--once"]
+        )
+        process = subprocess.Popen(
+            command,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -210,8 +213,29 @@ def test_watch_killed_mid_backlog_resumes_with_every_image_classified_exactly_on
         assert 0 < len(landed_before) < len(backlog)
         assert pacs_watch.cursor_path(lake_dir, server.url).exists()
 
-        summary = _watch_once(lake_dir, tmp_path, capsys)
-        assert summary["ok"]
+        # Restart it, this time following the feed (no --once): it resumes, then idles until SIGTERM.
+        process = subprocess.Popen(
+            [*command[:-1], "--format", "json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 180
+        while len({p["sop_instance_uid"] for p in lake.read_raw(lake_dir, "predictions").to_pylist()}) < len(backlog):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the restarted watch did not finish the backlog in 180 s"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr[-2000:]
+        summary = json.loads(stdout)
+        assert summary["status"] == "stopped" and summary["ok"]
+        last_row = max(
+            (r for r in lake.read_raw(lake_dir, "model_runs").to_pylist() if r["run_id"] == summary["run_id"]),
+            key=lambda r: r["finished_at"],
+        )
+        assert last_row["run_status"] == "stopped"
         predictions = lake.read_raw(lake_dir, "predictions").to_pylist()
         per_image = Counter(p["sop_instance_uid"] for p in predictions)
         expected = {synth.uid_for(21, f"watch:{index}:sop") for index in range(len(backlog))}

@@ -42,6 +42,14 @@ STORED_STATUSES = frozenset({SUCCESS, ALREADY_STORED})
 DEFAULT_BREAKER_THRESHOLD = 5
 
 
+class OrthancNotFound(OrthancError):
+    """Orthanc answered 404: the resource is not (or no longer) there."""
+
+
+class OrthancUnreachable(OrthancError):
+    """No answer from Orthanc (refused, reset, timed out), or the circuit breaker is open."""
+
+
 class CircuitBreaker:
     """Opens after ``threshold`` consecutive connection failures; stays open for the client's life."""
 
@@ -181,12 +189,12 @@ class OrthancClient:
     def _call(self, call: Callable[[], httpx.Response], what: str) -> httpx.Response:
         """One request through the circuit breaker; raises OrthancError when Orthanc cannot be reached."""
         if self.breaker.is_open:
-            raise OrthancError(f"{what} not attempted: {self.breaker.message}")
+            raise OrthancUnreachable(f"{what} not attempted: {self.breaker.message}")
         try:
             response = call()
         except httpx.TransportError as exc:
             self.breaker.failure(self.settings.url, exc)
-            raise OrthancError(
+            raise OrthancUnreachable(
                 f"cannot reach Orthanc at {self.settings.url} ({what}): {exc or type(exc).__name__}. "
                 "Is it running? Start one with `medlake orthanc start`, or set ORTHANC_URL."
             ) from exc
@@ -201,6 +209,8 @@ class OrthancClient:
                 f"(from {self.settings.credentials_source}). For an Orthanc started by `medlake orthanc start "
                 f"--storage DIR` set {STORAGE_ENV}=DIR; otherwise set ORTHANC_USERNAME / {PASSWORD_ENV}"
             )
+        if response.status_code == 404:
+            raise OrthancNotFound(f"Orthanc {what}: not found ({_orthanc_explanation(response)})")
         if response.status_code >= 400:
             raise OrthancError(f"Orthanc {what} failed: {_orthanc_explanation(response)}")
         return response.json()

@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -66,8 +67,11 @@ def _build_job(
         return None, f"SR not built: {exc}", time.perf_counter() - started
 
 
-def _warm_worker() -> None:
+def _init_worker() -> None:
+    # Ctrl-C reaches the whole process group: the parent finishes its page and stops the pool itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import medlake.pacs.sr_builder  # noqa: F401 - imported at worker start, not inside the first SR timed
 
 
 def findings_for(classifier, scores: Sequence[float]) -> list[sr_builder.Finding]:
@@ -115,7 +119,7 @@ class Reporter:
         # slow SR stage or a dead Orthanc cannot leave a pile of classified-but-unreported images behind.
         self.max_in_flight = 2 * max(1, workers) + state.options.batch_size
         self.builders: Executor = (
-            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_worker)
+            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
             if workers > 0
             else ThreadPoolExecutor(1, thread_name_prefix="sr-build")
         )
@@ -135,16 +139,22 @@ class Reporter:
         state = self.state
         identity = state.identity
 
+        failures: list[str] = []
+
         def has_our_sr(candidate: Candidate) -> bool | None:
             try:
                 return bool(
                     state.client.find_instances(sr_builder.sr_instance_uid(candidate.sop_instance_uid, identity))
                 )
-            except OrthancError:
+            except OrthancError as exc:
+                failures.append(str(exc))
                 return None
 
         with ThreadPoolExecutor(max(1, state.options.workers)) as pool:
             known = list(pool.map(has_our_sr, candidates))
+        if failures:
+            # Not knowing what is done means not knowing what to do: stop (a watch keeps its cursor).
+            state.stop_reason = state.client.breaker.message or f"Orthanc lookup failed: {failures[0]}"
         to_classify: list[Candidate] = []
         from_lake: list[Reported] = []
         gate_rows = []
@@ -152,10 +162,8 @@ class Reporter:
         for candidate, has_sr in zip(candidates, known, strict=True):
             landed = state.sink.predictions_for(candidate.sop_instance_uid)
             verdict = candidate.gate
-            if has_sr is None:
-                state.update(
-                    candidate.label, model_status=ModelStatus.NOT_CLASSIFIED, note=state.client.breaker.message
-                )
+            if has_sr is None or state.stopping:
+                state.update(candidate.label, model_status=ModelStatus.NOT_CLASSIFIED, note=state.stop_reason)
                 continue
             if has_sr and landed:
                 verdict = GateResult.skip(

@@ -38,7 +38,7 @@ from medlake.pacs import eligibility, sr_builder
 from medlake.pacs.eligibility import GatePolicy, GateResult, SkipReason
 from medlake.pacs.lake_rows import model_run_row
 from medlake.pacs.loop import finish_run, open_run
-from medlake.pacs.orthanc_client import DEFAULT_BREAKER_THRESHOLD
+from medlake.pacs.orthanc_client import DEFAULT_BREAKER_THRESHOLD, OrthancNotFound, OrthancUnreachable
 from medlake.pacs.reporting import Reporter, skip_candidate_rows
 from medlake.pacs.run_state import Candidate, FileOutcome, OrthancRef, RunOptions, RunState
 from medlake.pacs.sources import hash_file, read_source_header
@@ -134,6 +134,14 @@ def _is_ours(tags: dict) -> bool:
     return tags.get("Modality") == "SR" and tags.get("Manufacturer") == sr_builder.SR_MANUFACTURER
 
 
+def _or_none(call, *args):
+    """A lookup of something Orthanc may have deleted since the change: None then (any other error raises)."""
+    try:
+        return call(*args)
+    except OrthancNotFound:
+        return None
+
+
 def _candidate(state: RunState, instance_id: str, tags: dict, verdict: GateResult, spool: Path) -> Candidate | None:
     """Download an accepted instance and read it with the hardened reader; None (recorded) if unusable."""
     label = f"orthanc:{instance_id}"
@@ -142,6 +150,8 @@ def _candidate(state: RunState, instance_id: str, tags: dict, verdict: GateResul
         path.write_bytes(state.client.download(instance_id))
         header = read_source_header(path)
         parents = state.client.parents(instance_id)
+    except OrthancUnreachable:
+        raise  # the page stops here; its cursor is not moved, so nothing is lost
     except (OrthancError, DicomError, OSError) as exc:
         state.update(label, model_status=ModelStatus.NOT_CLASSIFIED, skip_reason=SkipReason.UNREADABLE, note=str(exc))
         return None
@@ -161,13 +171,13 @@ def process_page(state: RunState, reporter: Reporter, changes: list[dict], spool
     client = state.client
     instance_ids: list[str] = []
     for change in changes:
-        instance_ids += client.child_instances(change["ResourceType"], change["ID"])
+        instance_ids += _or_none(client.child_instances, change["ResourceType"], change["ID"]) or []
     instance_ids = list(dict.fromkeys(instance_ids))
     with ThreadPoolExecutor(max(1, state.options.workers)) as pool:
-        all_tags = list(pool.map(client.simplified_tags, instance_ids))
+        all_tags = list(pool.map(lambda instance_id: _or_none(client.simplified_tags, instance_id), instance_ids))
     skipped, accepted = [], []
     for instance_id, tags in zip(instance_ids, all_tags, strict=True):
-        if _is_ours(tags):
+        if tags is None or _is_ours(tags):  # deleted since the change was announced, or our own SR
             continue  # our own SR coming back through the feed: already recorded when stored
         label = f"orthanc:{instance_id}"
         verdict = eligibility.evaluate(tags, state.policy)
