@@ -17,6 +17,7 @@ from pathlib import Path
 
 from medlake import __version__
 from medlake.errors import MedlakeError
+from medlake.file_modes import restrict_umask
 
 DEFAULT_LAKE = Path(os.environ.get("MEDLAKE_LAKE_DIR", "data/lake"))
 
@@ -33,13 +34,22 @@ environment:
   ORTHANC_URL               Orthanc REST endpoint (default http://127.0.0.1:8042)
   ORTHANC_USERNAME/PASSWORD Orthanc credentials (local-only defaults: medlake / medlake)
   MEDLAKE_XRV_WEIGHTS_DIR   where the TorchXRayVision weights file is looked for
+  MEDLAKE_UMASK             umask for everything medlake writes (default 077; 007 for a team group)
+  MEDLAKE_PSEUDONYM_KEY     hex key for patient pseudonyms (default: LAKE/keys/pseudonym.key)
 """
 
 
+# Whole-number arguments end up in SQL as BIGINT: anything larger is an argument error, not a query failure.
+MAX_WHOLE_NUMBER = 2**63 - 1
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_WHOLE_NUMBER:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_WHOLE_NUMBER}, got {value}")
     return value
 
 
@@ -58,10 +68,13 @@ def _share(text: str) -> float:
 
 
 def _month(text: str) -> str:
+    from medlake.errors import QueryError
+    from medlake.warehouse.queries import month_bounds
+
     try:
-        dt.datetime.strptime(text, "%Y-%m")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM, got {text!r}") from None
+        month_bounds(text)
+    except QueryError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
@@ -148,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     build.add_argument("--select", default=None, help="dbt node selection, passed through")
     build.add_argument("--no-docs", action="store_true", help="skip `dbt docs generate`")
+    build.add_argument(
+        "--include-patient-id",
+        action="store_true",
+        help="also fill the marts' patient_id columns (default: NULL; marts always carry patient_pseudonym); "
+        "changing this choice rebuilds every mart",
+    )
 
     docs = commands.add_parser("docs", help="serve the dbt docs (catalog + lineage) on 127.0.0.1")
     _add_lake(docs)
@@ -275,7 +294,13 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "build":
         from medlake.warehouse import dbt_runner
 
-        dbt_runner.build(args.lake, full_refresh=args.full_refresh, select=args.select, docs=not args.no_docs)
+        dbt_runner.build(
+            args.lake,
+            full_refresh=args.full_refresh,
+            select=args.select,
+            docs=not args.no_docs,
+            include_patient_id=args.include_patient_id,
+        )
         return 0
     if args.command == "docs":
         from medlake.warehouse import dbt_runner
@@ -337,6 +362,7 @@ def run_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        restrict_umask()  # before anything is written: nothing medlake creates is readable by other users
         return run_command(args)
     except MedlakeError as exc:
         print(f"medlake: error: {exc}", file=sys.stderr)

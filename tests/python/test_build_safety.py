@@ -68,11 +68,18 @@ def children_of(pid: int) -> list[int]:
 
 
 def is_running(pid: int) -> bool:
+    """True while any thread of ``pid`` lives (a zombie leader's other threads may still be exiting)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    for task in tasks:
+        try:
+            if (task / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def lock_is_free(lake: Path) -> bool:
@@ -81,6 +88,19 @@ def lock_is_free(lake: Path) -> bool:
             return True
     except LakeError:
         return False
+
+
+def lock_holders(lake: Path) -> list[str]:
+    """Processes with the lake's lock file open (for a failure message)."""
+    lock = str(lake / "raw" / lake_layout.LOCK_FILE)
+    holders = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == lock for fd in fd_dir.iterdir()):
+                holders.append((fd_dir.parent / "cmdline").read_text().replace("\0", " ")[:200])
+        except OSError:
+            continue
+    return holders
 
 
 def count_exams(warehouse: Path) -> int:
@@ -164,7 +184,7 @@ def test_sigkill_of_build_parent_kills_dbt_and_keeps_the_lake_consistent(deliver
     finally:
         if dbt_child is not None and is_running(dbt_child):
             os.kill(dbt_child, signal.SIGKILL)
-    assert lock_is_free(lake), "a killed build left the lake locked"
+    assert lock_is_free(lake), f"a killed build left the lake locked: {lock_holders(lake)}"
 
     # the lake is usable at once: a later delivery lands, the incremental build matches a full refresh
     later = tmp_path / "later"
@@ -177,9 +197,7 @@ def test_sigkill_of_build_parent_kills_dbt_and_keeps_the_lake_consistent(deliver
     shutil.copytree(lake, reference)
     try:
         dbt_runner.build(reference, full_refresh=True, docs=False, quiet=True)
-        differences = mart_differences(
-            lake_layout.warehouse_path(lake), lake_layout.warehouse_path(reference)
-        )
+        differences = mart_differences(lake_layout.warehouse_path(lake), lake_layout.warehouse_path(reference))
     finally:
         shutil.rmtree(dbt_runner.target_path_for(reference), ignore_errors=True)
     assert differences == {mart: (0, 0) for mart in MARTS}

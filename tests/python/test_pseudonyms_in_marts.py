@@ -41,6 +41,12 @@ def built_lake(pseudonym_key_env, tmp_path_factory):
     shutil.rmtree(dbt_runner.target_path_for(lake), ignore_errors=True)
 
 
+def raw_patient_ids(lake) -> dict[str, str]:
+    """Raw DICOM PatientID by SOP Instance UID."""
+    rows = lake_layout.read_raw(lake, "dicom_instances").to_pylist()
+    return {row["sop_instance_uid"]: row["patient_id"] for row in rows}
+
+
 def raw_identifiers(lake) -> set[str]:
     """Every patient id and person name that arrived in the raw layer."""
     values = {row["patient_id"] for row in lake_layout.read_raw(lake, "dicom_instances").to_pylist()}
@@ -69,10 +75,11 @@ def test_marts_carry_pseudonyms_and_no_patient_ids_or_names(built_lake, pseudony
     leaks = {column: values & identifiers for column, values in mart_text_values(built_lake).items()}
     assert {column: sorted(values)[:3] for column, values in leaks.items() if values} == {}
 
-    dicoms = {row["sop_instance_uid"]: row["patient_id"] for row in lake_layout.read_raw(built_lake, "dicom_instances").to_pylist()}
+    dicoms = raw_patient_ids(built_lake)
     with duckdb.connect(str(lake_layout.warehouse_path(built_lake)), read_only=True) as connection:
         images = connection.execute(
-            "select sop_instance_uid, patient_pseudonym, patient_id from marts.dim_images where sop_instance_uid is not null"
+            "select sop_instance_uid, patient_pseudonym, patient_id from marts.dim_images "
+            "where sop_instance_uid is not null"
         ).fetchall()
     assert len(images) == len(dicoms) > 0
     for sop_instance_uid, patient_pseudonym, patient_id in images:
@@ -81,7 +88,20 @@ def test_marts_carry_pseudonyms_and_no_patient_ids_or_names(built_lake, pseudony
 
 
 def test_query_json_output_has_no_patient_ids(built_lake, capsys):
-    exit_code = main(["query", "chest-many-labels", "--lake", str(built_lake), "--min-labels", "1", "--limit", "1000", "--format", "json"])
+    exit_code = main(
+        [
+            "query",
+            "chest-many-labels",
+            "--lake",
+            str(built_lake),
+            "--min-labels",
+            "1",
+            "--limit",
+            "1000",
+            "--format",
+            "json",
+        ]
+    )
     out = capsys.readouterr().out
     assert exit_code == 0
     assert not [value for value in raw_identifiers(built_lake) if value in out]
@@ -98,7 +118,7 @@ def test_patient_id_only_when_the_build_opts_in_and_switching_rebuilds(built_lak
         assert opted_in.plan.full_refresh
         state = build_state.read(lake_layout.warehouse_path(lake))
         assert state.include_patient_id is True
-        dicoms = {row["sop_instance_uid"]: row["patient_id"] for row in lake_layout.read_raw(lake, "dicom_instances").to_pylist()}
+        dicoms = raw_patient_ids(lake)
         with duckdb.connect(str(lake_layout.warehouse_path(lake)), read_only=True) as connection:
             images = connection.execute(
                 "select sop_instance_uid, patient_id from marts.dim_images where sop_instance_uid is not null"

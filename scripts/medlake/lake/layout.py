@@ -23,6 +23,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -95,8 +96,12 @@ def read_raw(lake: Path, table: str) -> pa.Table:
 
 
 @contextlib.contextmanager
-def exclusive_lock(lake: Path, *, busy_message: str) -> Iterator[None]:
-    """Hold the lake's exclusive advisory lock for the with-block; fail fast with ``busy_message`` if taken."""
+def exclusive_lock(lake: Path, *, busy_message: str) -> Iterator[BinaryIO]:
+    """Hold the lake's exclusive advisory lock for the with-block; fail fast with ``busy_message`` if taken.
+
+    Yields the locked file: a child process that inherits its descriptor (``pass_fds``) holds the
+    lock with its parent, so the lock is free only once both have ended (``medlake build``'s dbt).
+    """
     lock_path = lake / "raw" / LOCK_FILE
     try:
         handle = open(lock_path, "a+b")  # noqa: SIM115 - held for the whole with-block
@@ -107,6 +112,6 @@ def exclusive_lock(lake: Path, *, busy_message: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LakeError(busy_message) from None
-        yield
+        yield handle
     finally:
         handle.close()
