@@ -101,19 +101,24 @@ def _median_ms(function: Callable[[], object], repeats: int = QUERY_REPEATS) -> 
 def _raw_exam_rows(lake: Path) -> int:
     import duckdb
 
-    pattern = lake / "raw" / "exams" / "**" / "*.parquet"
+    from medlake.warehouse import sql_text
+
     with duckdb.connect() as connection:
-        return connection.execute(f"select count(*) from read_parquet('{pattern}')").fetchone()[0]
+        return connection.execute(
+            "select count(*) from read_parquet(?)", [sql_text.parquet_glob(lake / "raw" / "exams")]
+        ).fetchone()[0]
 
 
 def _unparseable_files(lake: Path) -> set[str]:
     """Files medlake quarantined whole (invalid JSON, not UTF-8): the bare one-liner aborts on them."""
     import duckdb
 
-    pattern = lake / "raw" / "quarantine" / "**" / "*.parquet"
+    from medlake.warehouse import sql_text
+
     with duckdb.connect() as connection:
         rows = connection.execute(
-            f"select distinct source_file from read_parquet('{pattern}') where record_position is null"
+            "select distinct source_file from read_parquet(?) where record_position is null",
+            [sql_text.parquet_glob(lake / "raw" / "quarantine")],
         ).fetchall()
     return {row[0] for row in rows}
 

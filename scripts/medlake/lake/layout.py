@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medlake.errors import LakeError
+from medlake.file_modes import restrict_umask
 from medlake.lake.raw_schema import RAW_TABLES
 
 WAREHOUSE_FILE = "medlake.duckdb"
@@ -48,7 +49,12 @@ def warehouse_path(lake: Path) -> Path:
 
 
 def init_lake(lake: Path) -> None:
-    """Create the lake's folders and each raw table's zero-row schema file (idempotent)."""
+    """Create the lake's folders and each raw table's zero-row schema file (idempotent).
+
+    Every writer starts here, so this is where the process umask is tightened (``file_modes``):
+    nothing under the lake is readable by other users, whether medlake runs as a CLI or a library.
+    """
+    restrict_umask()
     try:
         for table, schema in RAW_TABLES.items():
             directory = raw_dir(lake, table)
