@@ -32,7 +32,8 @@ typical session:
 environment:
   MEDLAKE_LAKE_DIR          default for --lake (data/lake)
   ORTHANC_URL               Orthanc REST endpoint (default http://127.0.0.1:8042)
-  ORTHANC_USERNAME/PASSWORD Orthanc credentials (local-only defaults: medlake / medlake)
+  ORTHANC_USERNAME/PASSWORD Orthanc credentials (default: the random password `orthanc start` wrote)
+  MEDLAKE_ORTHANC_STORAGE   the Orthanc storage whose credentials.json clients read (default data/orthanc)
   MEDLAKE_XRV_WEIGHTS_DIR   where the TorchXRayVision weights file is looked for
   MEDLAKE_UMASK             umask for everything medlake writes (default 077; 007 for a team group)
   MEDLAKE_PSEUDONYM_KEY     hex key for patient pseudonyms (default: LAKE/keys/pseudonym.key)
@@ -200,12 +201,34 @@ def build_parser() -> argparse.ArgumentParser:
         "orthanc",
         help="start, stop or check a local Orthanc PACS (Debian package `orthanc`) on loopback",
         description="Runs the `Orthanc` binary with a generated loopback-only configuration: remote access off, "
-        "authentication on with ORTHANC_USERNAME/ORTHANC_PASSWORD, DICOM port off unless --dicom-port is given.",
+        "authentication on with a random password generated per storage (STORAGE/credentials.json, 0600; or "
+        "ORTHANC_USERNAME/ORTHANC_PASSWORD), storage/index/log private (0700/0600). The DICOM port is off unless "
+        "--dicom-port is given; it then accepts C-STORE/C-ECHO only from the --modality senders (AE title + IP), "
+        "by default MEDLAKE_SCU@127.0.0.1.",
     )
     orthanc.add_argument("action", choices=["start", "stop", "status"])
     orthanc.add_argument("--port", type=_positive_int, default=None, help="HTTP port (default: from ORTHANC_URL, 8042)")
-    orthanc.add_argument("--storage", type=Path, default=None, help="storage directory (default: data/orthanc)")
+    orthanc.add_argument(
+        "--storage", type=Path, default=None, help="storage (default: $MEDLAKE_ORTHANC_STORAGE or data/orthanc)"
+    )
     orthanc.add_argument("--dicom-port", type=_positive_int, default=None, help="enable the DICOM server on this port")
+    orthanc.add_argument("--aet", default="MEDLAKE", help="Orthanc's own AE title, which senders must call")
+    orthanc.add_argument(
+        "--modality",
+        action="append",
+        default=[],
+        metavar="AET@IP:PORT",
+        help="a sender allowed to C-STORE (repeatable; IP defaults to 127.0.0.1, PORT to 104)",
+    )
+    orthanc.add_argument(
+        "--modalities-file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="senders, one AET@IP:PORT per line (# comments)",
+    )
+    _add_format(orthanc)
 
     pacs = commands.add_parser("pacs", help="the PACS + AI loop: upload, classify, write SRs, land predictions")
     pacs_actions = pacs.add_subparsers(dest="pacs_action", required=True, metavar="ACTION")
@@ -241,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--exams", type=_positive_int, default=5_000, help="synthetic exams (default 5000)")
     demo.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     demo.add_argument("--skip-pacs", action="store_true", help="lake only: no Orthanc, no inference")
+
+    from medlake.dataset.command import add_parser as add_dataset_parser
+
+    add_dataset_parser(commands, DEFAULT_LAKE)
 
     bench = commands.add_parser(
         "bench",
@@ -284,11 +311,9 @@ def run_command(args: argparse.Namespace) -> int:
         _emit(summary.to_dict() if args.format == "json" else summary.render(), args.format)
         return 0
     if args.command == "scan-dicom":
-        from medlake.lake import dicom_headers
+        from medlake.lake import scanning
 
-        summary = dicom_headers.scan_directory(
-            args.input, args.lake, delivery_date=args.delivery_date, progress=progress
-        )
+        summary = scanning.scan_directory(args.input, args.lake, delivery_date=args.delivery_date, progress=progress)
         print(summary.render())
         return 0
     if args.command == "build":
@@ -319,9 +344,18 @@ def run_command(args: argparse.Namespace) -> int:
         _emit(result.to_dict() if args.format == "json" else result.render(), args.format)
         return 0
     if args.command == "orthanc":
-        from medlake.pacs import orthanc_server
+        from medlake.pacs import orthanc_cli
 
-        return orthanc_server.cli_action(args.action, port=args.port, storage=args.storage, dicom_port=args.dicom_port)
+        return orthanc_cli.cli_action(
+            args.action,
+            port=args.port,
+            storage=args.storage,
+            dicom_port=args.dicom_port,
+            aet=args.aet,
+            modalities=args.modality,
+            modalities_files=args.modalities_file,
+            fmt=args.format,
+        )
     if args.command == "pacs":
         from medlake.pacs import loop as pacs
 
@@ -341,6 +375,10 @@ def run_command(args: argparse.Namespace) -> int:
         from medlake.devtools import demo
 
         return demo.run(args.workdir, exams=args.exams, seed=args.seed, skip_pacs=args.skip_pacs)
+    if args.command == "dataset":
+        from medlake.dataset import command as dataset_command
+
+        return dataset_command.run(args)
     if args.command == "bench":
         from medlake.devtools import bench
 

@@ -43,6 +43,7 @@ from medlake.errors import DicomError, LakeError
 from medlake.lake import layout as lake_io
 from medlake.lake.raw_schema import RAW_TABLES
 from medlake.pacs import sr_builder, weights
+from medlake.pacs.instance_identity import StoredCopies
 from medlake.pacs.orthanc_client import (
     ALREADY_STORED,
     FAILED,
@@ -307,7 +308,7 @@ def _choose_for_model(
     notes: dict[str, str] = {}
     chosen: list[SourceFile] = []
     first_by_uid: dict[str, str] = {}
-    stored_md5: dict[str, str] = {}
+    stored_copies = StoredCopies(client)
     for source in sources:
         outcome = uploads.get(source.relative)
         if outcome is None or not outcome.stored:
@@ -316,16 +317,16 @@ def _choose_for_model(
             notes[source.relative] = f"not an image (SOP Class {source.uid('SOPClassUID')}): stored, not classified"
             continue
         sop_uid = str(source.uid("SOPInstanceUID"))
-        if outcome.status == ALREADY_STORED:
-            # Orthanc keeps the first file it received for a SOP Instance UID: only classify these bytes.
-            if outcome.orthanc_id not in stored_md5:
-                stored_md5[outcome.orthanc_id] = client.stored_md5(outcome.orthanc_id)
-            if stored_md5[outcome.orthanc_id] != source.md5:
-                notes[source.relative] = (
-                    "Orthanc already holds a different file with this SOP Instance UID (first stored wins); "
-                    "not classified, as its SR would describe pixels the PACS does not have"
-                )
-                continue
+        # Orthanc keeps the first file it received for a SOP Instance UID: only classify that instance
+        # (same dataset; the file meta may differ, e.g. when Orthanc received it over DICOM).
+        if outcome.status == ALREADY_STORED and not stored_copies.holds(
+            str(outcome.orthanc_id), source.path, str(source.md5)
+        ):
+            notes[source.relative] = (
+                "Orthanc already holds a different file with this SOP Instance UID (first stored wins); "
+                "not classified, as its SR would describe pixels the PACS does not have"
+            )
+            continue
         if sop_uid in first_by_uid:
             notes[source.relative] = f"same file as {first_by_uid[sop_uid]} (same SOP Instance UID and bytes)"
             continue
