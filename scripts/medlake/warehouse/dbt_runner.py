@@ -321,6 +321,12 @@ def build(
         # read before dbt starts, under the lock: exactly what this build folds in
         record = _state_for(lake, plan)
         building, copy_s = warehouse_swap.prepare(lake, copy_live=not plan.full_refresh)
+        if not quiet and building.is_file():
+            size_mb = building.stat().st_size / 1e6
+            print(
+                f"medlake build: building a copy of the warehouse ({size_mb:,.0f} MB copied in {copy_s:.2f} s)",
+                file=sys.stderr,
+            )
         try:
             results = _build_into(building, lake, target_path, plan, select=select, docs=docs, quiet=quiet, lock=lock)
             if select is None:
