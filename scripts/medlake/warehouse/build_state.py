@@ -47,6 +47,7 @@ class BuildState:
     built_at: dt.datetime  # naive UTC
     full_refresh: bool
     include_patient_id: bool = False  # the marts carry patient ids (opt-in at build time)
+    pseudonym_key_id: str = ""  # pseudonym_table.key_id of the key the marts' pseudonyms were made with
 
     def to_dict(self) -> dict:
         return {
@@ -57,6 +58,7 @@ class BuildState:
             "built_at": self.built_at.isoformat(sep=" "),
             "full_refresh": self.full_refresh,
             "include_patient_id": self.include_patient_id,
+            "pseudonym_key_id": self.pseudonym_key_id,
         }
 
 
@@ -118,7 +120,7 @@ def read(warehouse: Path) -> BuildState | None:
         with duckdb.connect(str(warehouse), read_only=True) as connection:
             rows = connection.execute(
                 f"select project_fingerprint, lake_path, landed_until, pacs_signature, built_at, full_refresh, "
-                f"include_patient_id from {STATE_SCHEMA}.{STATE_TABLE}"
+                f"include_patient_id, pseudonym_key_id from {STATE_SCHEMA}.{STATE_TABLE}"
             ).fetchall()
     except (duckdb.CatalogException, duckdb.BinderException):
         return None  # no record, or one from an older medlake
@@ -126,8 +128,10 @@ def read(warehouse: Path) -> BuildState | None:
         raise LakeError(f"cannot read the build record in {warehouse}: {exc}") from exc
     if len(rows) != 1:
         return None
-    fingerprint, lake_path, landed, pacs, built_at, full_refresh, include_patient_id = rows[0]
-    return BuildState(fingerprint, lake_path, landed, pacs, built_at, bool(full_refresh), bool(include_patient_id))
+    fingerprint, lake_path, landed, pacs, built_at, full_refresh, include_patient_id, key_id = rows[0]
+    return BuildState(
+        fingerprint, lake_path, landed, pacs, built_at, bool(full_refresh), bool(include_patient_id), key_id
+    )
 
 
 def write(warehouse: Path, state: BuildState) -> None:
@@ -139,10 +143,11 @@ def write(warehouse: Path, state: BuildState) -> None:
                 f"create or replace table {STATE_SCHEMA}.{STATE_TABLE} ("
                 "project_fingerprint varchar not null, lake_path varchar not null, landed_until timestamp, "
                 "pacs_signature varchar not null, "
-                "built_at timestamp not null, full_refresh boolean not null, include_patient_id boolean not null)"
+                "built_at timestamp not null, full_refresh boolean not null, include_patient_id boolean not null, "
+                "pseudonym_key_id varchar not null)"
             )
             connection.execute(
-                f"insert into {STATE_SCHEMA}.{STATE_TABLE} values (?, ?, ?, ?, ?, ?, ?)",
+                f"insert into {STATE_SCHEMA}.{STATE_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     state.project_fingerprint,
                     state.lake_path,
@@ -151,6 +156,7 @@ def write(warehouse: Path, state: BuildState) -> None:
                     state.built_at,
                     state.full_refresh,
                     state.include_patient_id,
+                    state.pseudonym_key_id,
                 ],
             )
     except duckdb.Error as exc:

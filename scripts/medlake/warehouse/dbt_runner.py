@@ -35,7 +35,8 @@ from pathlib import Path
 from medlake.errors import DbtError
 from medlake.file_modes import restrict_umask
 from medlake.lake import layout as lake_layout
-from medlake.warehouse import build_state, dbt_process, sql_text, warehouse_swap
+from medlake.lake import pseudonyms
+from medlake.warehouse import build_state, dbt_process, pseudonym_table, sql_text, warehouse_swap
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
 LAKE_TARGETS_DIR = PROJECT_DIR / "target" / "lakes"
@@ -50,6 +51,7 @@ PACS_NODES = ("fct_predictions", "fct_model_runs", "source:pacs")
 TESTS_SINCE_VARIABLE = "MEDLAKE_TESTS_CHANGED_SINCE"
 WAREHOUSE_VARIABLE = "MEDLAKE_WAREHOUSE_PATH"
 RAW_LOCATION_VARIABLE = "MEDLAKE_RAW_LOCATION"
+DERIVED_LOCATION_VARIABLE = "MEDLAKE_DERIVED_LOCATION"
 # Statuses in run_results.json that mean the build failed (warnings do not).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -149,7 +151,8 @@ def _dbt_environment(lake: Path, warehouse: Path, tests_changed_since: str | Non
     env["MEDLAKE_LAKE_DIR"] = str(lake)
     # the file dbt writes (profiles.yml); the raw tables' read_parquet, quoted by sql_text (sources YAML)
     env[WAREHOUSE_VARIABLE] = str(warehouse)
-    env[RAW_LOCATION_VARIABLE] = sql_text.raw_table_location(lake)
+    env[RAW_LOCATION_VARIABLE] = sql_text.table_location(lake / "raw")
+    env[DERIVED_LOCATION_VARIABLE] = sql_text.table_location(pseudonym_table.derived_dir(lake))
     # Only an incremental medlake build scopes tests; never inherit a stale value.
     env.pop(TESTS_SINCE_VARIABLE, None)
     if tests_changed_since:
@@ -237,8 +240,12 @@ def _failure_message(command: str, results: list[dict], output: str) -> str:
     return f"dbt {command} failed before running any node (see dbt's output above){': ' + tail if tail else ''}"
 
 
-def plan_build(lake: Path, *, full_refresh: bool, include_patient_id: bool = False) -> BuildPlan:
+def plan_build(
+    lake: Path, *, full_refresh: bool, include_patient_id: bool = False, pseudonym_key_id: str | None = None
+) -> BuildPlan:
     """Decide how to build ``lake``: incremental when this project built its warehouse, else full."""
+    if pseudonym_key_id is None:
+        pseudonym_key_id = pseudonym_table.key_id(pseudonyms.pseudonym_key(lake))
     warehouse = lake_layout.warehouse_path(lake)
 
     def full(mode: str, reason: str) -> BuildPlan:
@@ -261,6 +268,9 @@ def plan_build(lake: Path, *, full_refresh: bool, include_patient_id: bool = Fal
     if state.project_fingerprint != build_state.project_fingerprint(PROJECT_DIR):
         # incremental tables would otherwise keep rows made by the old logic next to rows made by the new
         return full("full refresh", "the dbt project (models, macros, seeds) changed since this warehouse was built")
+    if state.pseudonym_key_id != pseudonym_key_id:
+        # one key per warehouse: a pseudonym made with another key would split a patient in two
+        return full("full refresh", "the pseudonym key changed since this warehouse was built")
     if state.include_patient_id != include_patient_id:
         # every mart row must follow the same choice: no patient ids left behind, none missing
         chosen = "included" if include_patient_id else "left out"
@@ -315,11 +325,15 @@ def build(
     with lake_layout.exclusive_lock(
         lake, busy_message=f"a medlake land or build is using {lake}; wait for it to finish"
     ) as lock:
-        plan = plan_build(lake, full_refresh=full_refresh, include_patient_id=include_patient_id)
+        # the identifier -> pseudonym table the staging models join to (the key stays in Python)
+        key_id = pseudonym_table.write(lake)
+        plan = plan_build(
+            lake, full_refresh=full_refresh, include_patient_id=include_patient_id, pseudonym_key_id=key_id
+        )
         if not quiet:
             print(f"medlake build: {plan.mode} - {plan.reason}", file=sys.stderr)
         # read before dbt starts, under the lock: exactly what this build folds in
-        record = _state_for(lake, plan)
+        record = _state_for(lake, plan, key_id)
         building, copy_s = warehouse_swap.prepare(lake, copy_live=not plan.full_refresh)
         if not quiet and building.is_file():
             size_mb = building.stat().st_size / 1e6
@@ -356,7 +370,7 @@ def build(
     )
 
 
-def _state_for(lake: Path, plan: BuildPlan) -> build_state.BuildState:
+def _state_for(lake: Path, plan: BuildPlan, pseudonym_key_id: str) -> build_state.BuildState:
     """The record a successful complete build will leave (everything read before dbt starts)."""
     return build_state.BuildState(
         project_fingerprint=build_state.project_fingerprint(PROJECT_DIR),
@@ -366,6 +380,7 @@ def _state_for(lake: Path, plan: BuildPlan) -> build_state.BuildState:
         built_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
         full_refresh=plan.full_refresh,
         include_patient_id=plan.include_patient_id,
+        pseudonym_key_id=pseudonym_key_id,
     )
 
 

@@ -7,7 +7,7 @@ it is made here and nowhere else:
 - :func:`string_literal` quotes text for SQL (``'`` doubled; NUL refused),
 - :func:`glob_escape` makes a directory match only itself in a DuckDB glob (``*``, ``?`` and ``[``
   become one-character classes), so a lake named ``*`` cannot read its neighbours' files,
-- :func:`parquet_glob` / :func:`raw_table_location` build the raw layer's Parquet globs from them.
+- :func:`parquet_glob` / :func:`table_location` build the raw layer's Parquet globs from them.
 
 A lake path with a quote, spaces, braces or non-ASCII letters therefore works, and no path can end
 a literal early or widen a glob (tests/python/test_lake_paths.py).
@@ -55,12 +55,13 @@ def read_parquet_call(directory: str | Path) -> str:
     return f"read_parquet({string_literal(parquet_glob(directory))}, hive_partitioning = false, union_by_name = true)"
 
 
-def raw_table_location(lake: Path) -> str:
-    """The dbt-duckdb ``external_location`` template of the lake's raw tables (``{name}`` = table).
+def table_location(tables_dir: Path) -> str:
+    """The dbt-duckdb ``external_location`` template of the tables under ``tables_dir`` (``{name}`` = table).
 
-    Passed to dbt in ``MEDLAKE_RAW_LOCATION`` (the sources' YAML reads it), so the lake path is
-    quoted here, by Python, rather than pasted into SQL by a template.
+    medlake passes it to dbt in an environment variable that the sources' YAML reads
+    (``MEDLAKE_RAW_LOCATION``, ``MEDLAKE_DERIVED_LOCATION``), so the lake path is quoted here, by
+    Python, rather than pasted into SQL by a template.
     """
     placeholder = "\x01name\x01"  # survives quoting untouched, then becomes the {name} slot
-    location = read_parquet_call(Path(lake) / "raw" / placeholder)
+    location = read_parquet_call(Path(tables_dir) / placeholder)
     return location.translate(FORMAT_BRACES).replace(placeholder, "{name}")
