@@ -6,8 +6,9 @@ handle on the warehouse file and no shared dbt global state between two lakes.
 
 A SIGKILLed ``medlake build`` must not leave dbt writing on its own (issue 9 item 2), so the child
 
-- asks the kernel for SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)`` on Linux) and, on
-  any system, watches its parent id and kills itself when it changes (re-parented = orphaned);
+- asks the kernel for SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)`` on Linux), or
+  elsewhere watches its parent id and kills itself when it changes (re-parented = orphaned);
+  either way it first checks that the parent did not die before the guard was set;
 - runs in its own session/process group, which the parent kills on Ctrl-C or any error;
 - inherits the lake lock's open file description (``pass_fds``): the ``flock`` is released only
   when the parent *and* dbt are gone, so no ``land`` can start while any part of a build runs.
@@ -31,9 +32,9 @@ ORPHAN_GUARD = """
 import ctypes, os, signal, threading, time
 _parent = int(os.environ.pop("MEDLAKE_PARENT_PID"))
 try:
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    _guarded = ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL) == 0  # PR_SET_PDEATHSIG
 except (OSError, AttributeError):
-    pass  # not Linux: the watcher below is the guard
+    _guarded = False
 if os.getppid() != _parent:
     os._exit(137)  # the parent died before the guard was in place
 
@@ -44,7 +45,8 @@ def _watch_parent():
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-threading.Thread(target=_watch_parent, name="medlake-parent-watch", daemon=True).start()
+if not _guarded:  # not Linux: watch the parent instead (a thread only here: it slows interpreter exit)
+    threading.Thread(target=_watch_parent, name="medlake-parent-watch", daemon=True).start()
 """
 
 # dbt's programmatic entry point. It writes each node's outcome to the results file itself, so a
