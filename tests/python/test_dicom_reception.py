@@ -7,6 +7,7 @@ the instance Orthanc holds.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import socket
 from io import BytesIO
@@ -250,6 +251,7 @@ def test_pacs_run_recognises_an_instance_orthanc_received_over_dicom(
     inbox.mkdir()
     (inbox / source.name).write_bytes(source.read_bytes())
     orthanc_env(receiving_orthanc)
+    days = {dt.datetime.now(dt.UTC).strftime("%Y%m%d")}
     summary = pacs.run(
         inbox,
         tmp_path / "lake",
@@ -266,3 +268,12 @@ def test_pacs_run_recognises_an_instance_orthanc_received_over_dicom(
     assert row.model_status == pacs.CLASSIFIED
     assert row.sr_status == SUCCESS and row.placement_verified is True
     assert summary.ok, summary.render()
+    # The SR the loop stored: numbered within its series, dated when the model ran (UTC, today).
+    with receiving_orthanc.client() as client:
+        (sr_id,) = client.find_instances(row.sr_sop_instance_uid)
+        sr = dcmread(BytesIO(client.download(sr_id)))
+    assert sr.InstanceNumber == 1
+    days.add(dt.datetime.now(dt.UTC).strftime("%Y%m%d"))  # the run may cross midnight
+    assert sr.ContentDate == sr.SeriesDate == sr.InstanceCreationDate != sr.StudyDate
+    assert sr.ContentDate in days
+    assert sr.TimezoneOffsetFromUTC == "+0000"

@@ -54,6 +54,7 @@ from medlake.pacs.orthanc_client import (
     OrthancSettings,
     UploadOutcome,
 )
+from medlake.pacs.sr_numbering import SrInstanceNumbers
 from medlake.pacs.weights import ModelIdentity
 
 UNTRAINED_WARNING = (
@@ -411,6 +412,7 @@ def run(
         findings_by_file: dict[str, list[sr_builder.Finding]] = {}
         built: dict[str, sr_builder.BuiltSr] = {}
         sr_build_s: dict[str, float] = {}
+        sr_numbers = SrInstanceNumbers.from_orthanc(client)  # counts within each SR series, after what Orthanc holds
         errors: dict[str, str] = {}
         for source, prediction in tqdm(
             list(zip(chosen, predictions, strict=True)), desc="build SR", unit="SR", disable=not progress
@@ -433,7 +435,13 @@ def run(
             findings_by_file[source.relative] = findings
             one = time.perf_counter()
             try:
-                built[source.relative] = sr_builder.build_sr(source.header, findings, identity)
+                built[source.relative] = sr_builder.build_sr(
+                    source.header,
+                    findings,
+                    identity,
+                    run_at=predicted_at,
+                    instance_number=sr_numbers.for_source(source.header, identity),
+                )
             except DicomError as exc:
                 errors[source.relative] = f"SR not built: {exc}"
             sr_build_s[source.relative] = time.perf_counter() - one
