@@ -21,8 +21,6 @@ from medlake.lake import layout as lake_layout
 from medlake.warehouse import build_state, dbt_runner
 
 KEY_HEX = "ab" * 32
-# The models join the pseudonym table after the dbt refactor (issue 7 item 5) lands; until then these fail.
-pytestmark = pytest.mark.xfail(strict=True, reason="marts still carry patient ids (models pending the dbt refactor)")
 
 
 @pytest.fixture(scope="module")

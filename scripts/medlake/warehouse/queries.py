@@ -108,7 +108,7 @@ MANY_LABELS_SAMPLE_SQL = """
         images.pixel_columns,
         images.view_position,
         images.photometric_interpretation,
-        images.patient_id,
+        images.patient_pseudonym,
         images.study_instance_uid,
         images.sop_instance_uid,
         images.orthanc_instance_id,
