@@ -12,7 +12,8 @@ Readers (``medlake query``, a notebook's open connection, ``dbt docs``) only eve
 A reader that opened the old file keeps reading it (its inode lives until it closes); a reader
 opening after the rename sees the new build; nobody sees a build half done. A killed or failed
 build leaves only ``.building/``, which the next build deletes. The cost is one file copy per
-incremental build and twice the warehouse's size on disk while it runs (docs/scaling.md).
+incremental build and twice the warehouse's size on disk while it runs (README, "Security and
+failure behaviour", has the measured figures).
 """
 
 from __future__ import annotations
