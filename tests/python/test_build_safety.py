@@ -23,7 +23,7 @@ from medlake.devtools import synth
 from medlake.errors import LakeError
 from medlake.lake import landing
 from medlake.lake import layout as lake_layout
-from medlake.warehouse import dbt_runner
+from medlake.warehouse import dbt_runner, sql_text
 
 BASE_EXAMS = 2_000
 INCREMENT_EXAMS = 400
@@ -111,8 +111,8 @@ def count_exams(warehouse: Path) -> int:
 def mart_differences(warehouse_a: Path, warehouse_b: Path) -> dict[str, tuple[int, int]]:
     differences = {}
     with duckdb.connect() as connection:
-        connection.execute(f"attach '{warehouse_a}' as a (read_only)")
-        connection.execute(f"attach '{warehouse_b}' as b (read_only)")
+        connection.execute(f"attach {sql_text.string_literal(warehouse_a)} as a (read_only)")
+        connection.execute(f"attach {sql_text.string_literal(warehouse_b)} as b (read_only)")
         for mart in MARTS:
             differences[mart] = tuple(
                 connection.execute(
