@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from medlake.errors import DbtError
 from medlake.file_modes import restrict_umask
@@ -346,7 +347,9 @@ def build(
             if select is None:
                 # only a complete build vouches for every model; a partial one leaves the record as it was
                 build_state.write(building, record)
-            docs_generated = docs and _generate_docs(lake, target_path, building, quiet=quiet, lock=lock)
+            docs_generated = docs and _generate_docs(
+                lake, target_path, building, quiet=quiet, lock=lock, include_patient_id=plan.include_patient_id
+            )
             warehouse_swap.publish(lake, building)
         finally:
             warehouse_swap.discard(lake)
@@ -385,10 +388,18 @@ def _state_for(lake: Path, plan: BuildPlan, pseudonym_key_id: str) -> build_stat
 
 
 def _build_into(
-    building: Path, lake: Path, target_path: Path, plan: BuildPlan, *, select: str | None, docs: bool, quiet: bool, lock
+    building: Path,
+    lake: Path,
+    target_path: Path,
+    plan: BuildPlan,
+    *,
+    select: str | None,
+    docs: bool,
+    quiet: bool,
+    lock: BinaryIO,
 ) -> list[dict]:
     """``dbt build`` into the file ``building``; the node results, or DbtError naming the failures."""
-    arguments = ["build", "--vars", json.dumps({"include_patient_id": plan.include_patient_id})]
+    arguments = ["build", "--vars", _build_vars(plan.include_patient_id)]
     if plan.full_refresh:
         arguments.append("--full-refresh")
     if select:
@@ -413,9 +424,22 @@ def _build_into(
     return results
 
 
-def _generate_docs(lake: Path, target_path: Path, warehouse: Path, *, quiet: bool, lock=None) -> bool:
+def _build_vars(include_patient_id: bool) -> str:
+    # the same --vars on build and docs generate, or dbt would re-parse the project in between
+    return json.dumps({"include_patient_id": include_patient_id})
+
+
+def _generate_docs(
+    lake: Path,
+    target_path: Path,
+    warehouse: Path,
+    *,
+    quiet: bool,
+    lock: BinaryIO | None = None,
+    include_patient_id: bool = False,
+) -> bool:
     """``dbt docs generate`` (the catalog) from ``warehouse``: the build file, before it is published."""
-    arguments = ["docs", "generate"]
+    arguments = ["docs", "generate", "--vars", _build_vars(include_patient_id)]
     if (target_path / "manifest.json").is_file():
         # Right after a build the manifest is fresh: only the catalog is missing, so skip re-compiling.
         arguments.append("--no-compile")
