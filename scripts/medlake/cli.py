@@ -1,19 +1,26 @@
-"""The ``medlake`` command line. It only parses arguments and hands them to the module that
-owns the work; every module raises :class:`medlake.errors.MedlakeError` for problems a
-user can fix, which end here as one clear line on stderr and a non-zero exit code.
+"""The ``medlake`` command line: a table of commands, nothing else.
 
-Heavy imports (torch, dbt, pydicom) happen inside each command so ``medlake --help``
-stays instant.
+Each :class:`Command` names its arguments and the function that runs it
+(``medlake.commands``, imported only when the command runs, so ``medlake --help`` stays
+instant and a lake-only install never imports the PACS loop). argparse, not click: the
+commands were argparse already (flags and help texts stay exactly as users know them), and
+a table of plain data is easier to read and test than decorators spread over the handlers.
+
+Every command has ``--help`` and ``--format table|json``. Problems a user can fix are
+:class:`medlake.errors.MedlakeError`\\ s and end as one line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
+import importlib
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from medlake import __version__
 from medlake.errors import MedlakeError
@@ -31,6 +38,7 @@ typical session:
 
 environment:
   MEDLAKE_LAKE_DIR          default for --lake (data/lake)
+  MEDLAKE_DBT_PROJECT_DIR   the dbt project (default: the checkout's, else the copy inside the package)
   ORTHANC_URL               Orthanc REST endpoint (default http://127.0.0.1:8042)
   ORTHANC_USERNAME/PASSWORD Orthanc credentials (default: the random password `orthanc start` wrote)
   MEDLAKE_ORTHANC_STORAGE   the Orthanc storage whose credentials.json clients read (default data/orthanc)
@@ -40,6 +48,7 @@ environment:
 """
 
 
+<<<<<<< HEAD
 # Whole-number arguments end up in SQL as BIGINT: anything larger is an argument error, not a query failure.
 MAX_WHOLE_NUMBER = 2**63 - 1
 
@@ -52,20 +61,23 @@ def _positive_int(text: str) -> int:
     if not 1 <= value <= MAX_WHOLE_NUMBER:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_WHOLE_NUMBER}, got {value}")
     return value
+=======
+# --- argument types ------------------------------------------------------------------
+>>>>>>> main
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+def _bounded_int(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
+_positive_int = _bounded_int(1)
+_non_negative_int = _bounded_int(0)
 
 
 def _month(text: str) -> str:
@@ -86,14 +98,268 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
 
 
-def _add_lake(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--lake", type=Path, default=DEFAULT_LAKE, help="lake directory (default: $MEDLAKE_LAKE_DIR or data/lake)"
-    )
+# --- the table -------------------------------------------------------------------------
 
 
-def _add_format(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=["table", "json"], default="table", help="output format (default: table)")
+@dataclass(frozen=True)
+class Arg:
+    """One ``add_argument`` call."""
+
+    flags: tuple[str, ...]
+    options: dict[str, Any]
+
+
+def arg(*flags: str, **options: Any) -> Arg:
+    return Arg(flags, options)
+
+
+LAKE = arg("--lake", type=Path, default=DEFAULT_LAKE, help="lake directory (default: $MEDLAKE_LAKE_DIR or data/lake)")
+NO_PROGRESS = arg("--no-progress", action="store_true", help="no progress bar")
+DELIVERY_DATE = arg("--delivery-date", type=_date, default=None, help="partition date (default: today, UTC)")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A (sub)command: its help, its arguments, and ``run`` = "function in medlake.commands"."""
+
+    name: str
+    help: str
+    run: str | None = None
+    description: str | None = None
+    args: tuple[Arg, ...] = ()
+    subcommands: tuple[Command, ...] = field(default_factory=tuple)
+    dest: str = "command"  # where argparse stores the chosen subcommand's name
+    metavar: str = "COMMAND"
+    register: str | None = None  # a module whose add_parser(commands, default_lake) adds this command
+
+
+QUERY = Command(
+    "query",
+    "answer the analysts' standard questions from the marts",
+    dest="question",
+    metavar="QUESTION",
+    subcommands=(
+        Command(
+            "covid-without-pneumonia",
+            "exams with a positive Covid label and no positive Pneumonia label in a month",
+            run="query_covid_without_pneumonia",
+            description="Count exams with a positive Covid label and no positive Pneumonia label. "
+            "--date-basis exam filters on the exam's published_at month; label filters on the month the positive "
+            "Covid label was given (labelled_on).",
+            args=(
+                LAKE,
+                arg("--month", type=_month, required=True, help="YYYY-MM"),
+                arg("--date-basis", choices=["exam", "label"], default="exam", help="which date the month filters"),
+            ),
+        ),
+        Command(
+            "chest-many-labels",
+            "a sample of exams of one body part with many labels, with their images",
+            run="query_chest_many_labels",
+            description="Exams of --body-part with at least --min-labels label entries, with image URI and DICOM "
+            "fields.",
+            args=(
+                LAKE,
+                arg("--body-part", default="Chest", help="canonical body part (default Chest)"),
+                arg("--min-labels", type=_positive_int, default=6, help="minimum label entries (default 6)"),
+                arg("--limit", type=_positive_int, default=20, help="sample size (default 20)"),
+            ),
+        ),
+    ),
+)
+
+PACS = Command(
+    "pacs",
+    "the PACS + AI loop: upload, classify, write SRs, land predictions (needs medlake[pacs])",
+    dest="pacs_action",
+    metavar="ACTION",
+    subcommands=(
+        Command(
+            "run",
+            "upload DICOMs to Orthanc, run TorchXRayVision, store one DICOM SR per image, land predictions",
+            run="pacs_run",
+            description="1) upload every DICOM under INPUT to Orthanc; 2) classify with TorchXRayVision "
+            "densenet121-res224-all; 3) build one TID 1500 SR per image and store it in the source's study; "
+            "4) verify placement from Orthanc; 5) write results/*.json and LAKE/raw/predictions + model_runs. "
+            "Without the official weights file this exits 2, unless --allow-untrained-weights, which marks every "
+            "output UNTRAINED.",
+            args=(
+                arg("--input", type=Path, required=True, help="directory of DICOM files"),
+                LAKE,
+                arg("--weights-dir", type=Path, default=None, help="directory holding the official weights file"),
+                arg(
+                    "--allow-untrained-weights",
+                    action="store_true",
+                    help="if the official weights are absent, use a seeded random-init DenseNet (outputs marked "
+                    "UNTRAINED)",
+                ),
+                arg("--workers", type=_positive_int, default=4, help="concurrent uploads (default 4)"),
+                arg("--batch-size", type=_positive_int, default=8, help="inference batch size (default 8)"),
+                arg("--results-dir", type=Path, default=Path("results"), help="per-image JSON (default results/)"),
+                arg("--no-progress", action="store_true", help="no progress bars"),
+            ),
+        ),
+    ),
+)
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "synth",
+        "write a deterministic synthetic delivery (exams, reports, DICOMs) in the raw shape",
+        run="synth",
+        description="Write a synthetic delivery with every quirk of real ones (type drift, spelling variants, "
+        "re-deliveries, empty and malformed files) plus small synthetic chest CR DICOMs for a share of the exams. "
+        "Same --seed, same bytes.",
+        args=(
+            arg("--out", type=Path, required=True, help="output directory (gets exam/, medical_report/, images/)"),
+            arg("--exams", type=_positive_int, default=10_000, help="number of exam records (default 10000)"),
+            arg("--seed", type=int, default=42, help="random seed (default 42)"),
+            arg(
+                "--dicom-exams",
+                type=_non_negative_int,
+                default=None,
+                help="how many exams get a real DICOM file in images/ (default: min(24, exams))",
+            ),
+            NO_PROGRESS,
+        ),
+    ),
+    Command(
+        "land",
+        "land a delivery (JSON exams/reports, image files) as Parquet in the lake's raw layer",
+        run="land",
+        description="Land INPUT/exam, INPUT/medical_report and optionally INPUT/images into LAKE/raw as Parquet. "
+        "Files already landed (same path and sha256) are skipped, so re-running adds nothing. Bad records go to "
+        "LAKE/raw/quarantine with file, position and reason; a file resolving outside INPUT (a symlink out of "
+        "the delivery) is quarantined unread. Exit 0 when records were only quarantined; non-zero on a fatal "
+        "error.",
+        args=(
+            arg("--input", type=Path, required=True, help="delivery directory"),
+            LAKE,
+            DELIVERY_DATE,
+            arg("--workers", type=_positive_int, default=None, help="parallel workers (default: all cores)"),
+            NO_PROGRESS,
+        ),
+    ),
+    Command(
+        "scan-dicom",
+        "index DICOM headers (no pixels) of every file under a directory into raw dicom_instances",
+        run="scan_dicom",
+        description="Read only the header of each DICOM file under INPUT (stop_before_pixels) and land "
+        "LAKE/raw/image_files and LAKE/raw/dicom_instances. Non-DICOM files are indexed, not read.",
+        args=(
+            arg("--input", type=Path, required=True, help="directory of image files"),
+            LAKE,
+            DELIVERY_DATE,
+            NO_PROGRESS,
+        ),
+    ),
+    Command(
+        "build",
+        "dbt build (staging, intermediate, marts, tests) on the lake, then dbt docs generate",
+        run="build",
+        description="A thin wrapper over `dbt build` run from the project directory with the lake path set.",
+        args=(
+            LAKE,
+            arg("--full-refresh", action="store_true", help="rebuild incremental models from scratch"),
+            arg("--select", default=None, help="dbt node selection, passed through"),
+            arg("--no-docs", action="store_true", help="skip `dbt docs generate`"),
+        ),
+    ),
+    Command(
+        "docs",
+        "serve the dbt docs (catalog + lineage) on 127.0.0.1",
+        run="docs",
+        args=(LAKE, arg("--port", type=_positive_int, default=8080, help="port (default 8080)")),
+    ),
+    QUERY,
+    Command(
+        "orthanc",
+        "start, stop or check a local Orthanc PACS (Debian package `orthanc`) on loopback (needs medlake[pacs])",
+        run="orthanc",
+        description="Runs the `Orthanc` binary with a generated loopback-only configuration: remote access off, "
+        "authentication on with a random password generated per storage (STORAGE/credentials.json, 0600; or "
+        "ORTHANC_USERNAME/ORTHANC_PASSWORD), storage/index/log private (0700/0600). The DICOM port is off unless "
+        "--dicom-port is given; it then accepts C-STORE/C-ECHO only from the --modality senders (AE title + IP), "
+        "by default MEDLAKE_SCU@127.0.0.1.",
+        args=(
+            arg("action", choices=["start", "stop", "status"]),
+            arg("--port", type=_positive_int, default=None, help="HTTP port (default: from ORTHANC_URL, 8042)"),
+            arg(
+                "--storage", type=Path, default=None, help="storage (default: $MEDLAKE_ORTHANC_STORAGE or data/orthanc)"
+            ),
+            arg("--dicom-port", type=_positive_int, default=None, help="enable the DICOM server on this port"),
+            arg("--aet", default="MEDLAKE", help="Orthanc's own AE title, which senders must call"),
+            arg(
+                "--modality",
+                action="append",
+                default=[],
+                metavar="AET@IP:PORT",
+                help="a sender allowed to C-STORE (repeatable; IP defaults to 127.0.0.1, PORT to 104)",
+            ),
+            arg(
+                "--modalities-file",
+                action="append",
+                default=[],
+                type=Path,
+                metavar="FILE",
+                help="senders, one AET@IP:PORT per line (# comments)",
+            ),
+        ),
+    ),
+    PACS,
+    # Registered by its own module (its arguments live beside the export they drive).
+    Command(
+        "dataset",
+        "training sets: export a filtered, split, de-identified set",
+        run="dataset",
+        register="medlake.dataset.command",
+    ),
+    Command(
+        "demo",
+        "the main job (`make run`): synth -> land -> dbt build -> answers -> PACS loop -> dbt build",
+        run="demo",
+        description="Run the whole product on a deterministic synthetic data set: no ../shared needed. "
+        "With --format json the narrative goes to stderr and a summary to stdout.",
+        args=(
+            arg("--workdir", type=Path, default=Path("data/demo"), help="where data and lake go (data/demo)"),
+            arg("--exams", type=_positive_int, default=5_000, help="synthetic exams (default 5000)"),
+            arg("--seed", type=int, default=42, help="random seed (default 42)"),
+            arg("--skip-pacs", action="store_true", help="lake only: no Orthanc, no inference"),
+        ),
+    ),
+    Command(
+        "bench",
+        "measure landing, dbt, queries, DICOM, inference and Orthanc against their alternatives",
+        run="bench",
+        description="One run, every figure side by side on the same synthetic data, with the machine printed.",
+        args=(
+            arg("--exams", type=_positive_int, default=100_000, help="synthetic exams (default 100000)"),
+            arg("--workdir", type=Path, default=Path("data/bench"), help="scratch directory (data/bench)"),
+            arg("--skip-orthanc", action="store_true", help="skip the Orthanc upload figures"),
+            arg("--skip-torch", action="store_true", help="skip the inference figures"),
+            arg("--skip-dbt", action="store_true", help="skip the dbt build and query figures"),
+            arg("--output", type=Path, default=None, help="also write the JSON figures to this file"),
+        ),
+    ),
+)
+
+FORMAT = arg("--format", choices=["table", "json"], default="table", help="output format (default: table)")
+
+
+def _add(commands: argparse._SubParsersAction, command: Command) -> None:
+    if command.register:
+        importlib.import_module(command.register).add_parser(commands, DEFAULT_LAKE)
+        commands.choices[command.name].set_defaults(run=command.run)
+        return
+    parser = commands.add_parser(command.name, help=command.help, description=command.description or command.help)
+    if command.subcommands:
+        nested = parser.add_subparsers(dest=command.dest, required=True, metavar=command.metavar)
+        for subcommand in command.subcommands:
+            _add(nested, subcommand)
+        return
+    for argument in (*command.args, FORMAT):
+        parser.add_argument(*argument.flags, **argument.options)
+    parser.set_defaults(run=command.run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"medlake {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+<<<<<<< HEAD
 
     synth = commands.add_parser(
         "synth",
@@ -281,17 +548,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--skip-dbt", action="store_true", help="skip the dbt build and query figures")
     bench.add_argument("--output", type=Path, default=None, help="also write the JSON figures to this file")
     _add_format(bench)
+=======
+    for command in COMMANDS:
+        _add(commands, command)
+>>>>>>> main
     return parser
 
 
-def _emit(text_or_obj: object, fmt: str) -> None:
-    if fmt == "json":
-        print(json.dumps(text_or_obj, indent=2, default=str))
-    else:
-        print(text_or_obj)
-
-
 def run_command(args: argparse.Namespace) -> int:
+<<<<<<< HEAD
     """Dispatch parsed arguments to the owning module. Returns the process exit code."""
     progress = not getattr(args, "no_progress", False)
     if args.command == "synth":
@@ -395,6 +660,11 @@ def run_command(args: argparse.Namespace) -> int:
         _emit(figures.to_dict() if args.format == "json" else figures.render(), args.format)
         return 0
     raise AssertionError(f"unhandled command {args.command}")  # argparse guarantees a known command
+=======
+    """Run the parsed command (a function of medlake.commands). Returns the process exit code."""
+    handler = getattr(importlib.import_module("medlake.commands"), args.run)
+    return handler(args)
+>>>>>>> main
 
 
 def main(argv: list[str] | None = None) -> int:
