@@ -125,8 +125,8 @@ def test_patient_id_only_when_the_build_opts_in_and_switching_rebuilds(built_lak
             ).fetchall()
         assert images and all(patient_id == dicoms[uid] for uid, patient_id in images)
 
-        again = dbt_runner.build(lake, docs=False, quiet=True, include_patient_id=True)
-        assert not again.plan.full_refresh
+        # the same choice again stays incremental
+        assert not dbt_runner.plan_build(lake, full_refresh=False, include_patient_id=True).full_refresh
         opted_out = dbt_runner.build(lake, docs=False, quiet=True)
         assert opted_out.plan.full_refresh
         assert not any(values & raw_identifiers(lake) for values in mart_text_values(lake).values())
