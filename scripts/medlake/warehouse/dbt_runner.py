@@ -37,9 +37,10 @@ from medlake.errors import DbtError
 from medlake.file_modes import restrict_umask
 from medlake.lake import layout as lake_layout
 from medlake.lake import pseudonyms
+from medlake.settings import dbt_project_dir
 from medlake.warehouse import build_state, dbt_process, pseudonym_table, sql_text, warehouse_swap
 
-PROJECT_DIR = Path(__file__).resolve().parents[3]
+PROJECT_DIR = dbt_project_dir()  # $MEDLAKE_DBT_PROJECT_DIR, the checkout, or the packaged copy
 LAKE_TARGETS_DIR = PROJECT_DIR / "target" / "lakes"
 
 RESULTS_FILE = "medlake_results.json"
