@@ -162,12 +162,21 @@ class ImageExporter:
 def write_reports(out: Path, paths: Sequence[str | None], texts: Sequence[str | None]) -> int:
     """Write each report's text to its path under ``out``; returns how many were written."""
     written = 0
+    made: set[str] = set()
     for path, text in zip(paths, texts, strict=True):
         if path is None or text is None:
             continue
-        target = out / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        target = os.path.join(out, path)
+        parent = os.path.dirname(target)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        data = (text if text.endswith("\n") else text + "\n").encode("utf-8")
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
         written += 1
     return written
 
