@@ -15,6 +15,15 @@ train/val/test by patient, with their images and reports, de-identified by defau
 Label columns follow the CheXpert convention: 1 positive, 0 negative, -1 uncertain (the exam's
 assertions contradict), empty when the exam has no assertion of that label. Only exams with at
 least one assertion of one of the --labels are exported (unless --include-unlabelled).
+
+Splits are by patient (the exam where no patient is known): a hash of the seed and the patient's
+pseudonym picks the split, so a re-export gives the same split and later exams never move a
+patient. De-identification (default): patient_key is the lake's keyed pseudonym; DICOMs follow the
+PS3.15 basic profile (dicognito: names, IDs, dates shifted, UIDs remapped consistently).
+
+example:
+  medlake dataset export --lake data/lake --out data/sets/chest-v1 \\
+      --labels Covid,Pneumonia --body-part Chest --require-image --split 0.8,0.1,0.1 --seed 7
 """
 
 

@@ -20,6 +20,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from medlake.errors import MedlakeError
+from medlake.lake.files import HEAD_BYTES
+from medlake.lake.image_files import claims_dicom, looks_like_bare_dicom
 from medlake.lake.objects import link_or_copy
 
 # Below this many DICOMs to rewrite, starting worker processes costs more than it saves.
@@ -104,7 +106,7 @@ class ImageExporter:
                 if failure is not None:
                     outcomes.append(failure)
                     bar.update(1)
-                elif self.seed is not None and task.is_dicom:
+                elif self.seed is not None and (task.is_dicom or _looks_like_dicom(source)):
                     rewrite.append((task, str(self.out), str(source)))
                 else:
                     method = link_or_copy(Path(source), self.out / task.destination)
@@ -157,6 +159,14 @@ class ImageExporter:
             for path in self._fetched_dir.iterdir():  # type: ignore[union-attr]
                 path.unlink()
             self._fetched_dir.rmdir()  # type: ignore[union-attr]
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    """Decided on the bytes, not on the index: a DICOM must never leave un-de-identified because the
+    lake did not know it was one (an image fetched from the PACS, a file landed without a header)."""
+    with open(path, "rb") as handle:
+        head = handle.read(HEAD_BYTES)
+    return claims_dicom(path.name, head) or looks_like_bare_dicom(head)
 
 
 def write_reports(out: Path, paths: Sequence[str | None], texts: Sequence[str | None]) -> int:
