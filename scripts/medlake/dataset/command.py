@@ -70,6 +70,11 @@ def add_parser(commands: argparse._SubParsersAction, default_lake: Path) -> None
         action="store_true",
         help="keep identifiers (patient_id column, original DICOMs): in-hospital use only",
     )
+    export.add_argument(
+        "--no-report-files",
+        action="store_true",
+        help="report texts only in the manifest's report_text column, no reports/*.txt (large exports)",
+    )
     export.add_argument("--workers", type=int, default=None, help="processes for DICOM de-identification")
     export.add_argument("--no-progress", action="store_true", help="no progress bar")
     export.add_argument("--format", choices=["table", "json"], default="table", help="summary format")
@@ -96,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         filters=filters,
         split=SplitSpec.parse(args.split, seed=args.seed),
         deidentify=not args.no_deidentify,
+        report_files=not args.no_report_files,
         workers=args.workers,
         progress=not args.no_progress,
         command=_command_line(args),

@@ -181,10 +181,9 @@ def write_reports(out: Path, paths: Sequence[str | None], texts: Sequence[str | 
         if parent not in made:
             os.makedirs(parent, exist_ok=True)
             made.add(parent)
-        data = (text if text.endswith("\n") else text + "\n").encode("utf-8")
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, data)
+            os.write(fd, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
         finally:
             os.close(fd)
         written += 1
