@@ -139,6 +139,12 @@ def test_originals_are_kept_once_in_the_object_store(synthetic_lake):
     assert stored == set(synthetic_lake["delivered"].values())  # every original, once, by its sha256
     for sha in stored:
         assert objects.verify_object(lake, sha)
+    with duckdb.connect(str(lake / "medlake.duckdb"), read_only=True) as connection:
+        pointed = connection.execute(
+            "select object_sha256, object_path from marts.dim_images where is_file_available"
+        ).fetchall()
+    assert {sha for sha, _ in pointed} == stored  # dim_images points at the kept originals, not the delivery
+    assert all((lake / path).is_file() and path.endswith(sha) for sha, path in pointed)
     # re-landing the same files stores nothing new (the delivery's JSON is still there)
     summary = landing.land(synthetic_lake["base"], lake, delivery_date=dt.date(2021, 12, 1), progress=False)
     assert sum(summary.files_landed.values()) == 0
