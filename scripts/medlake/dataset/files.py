@@ -143,6 +143,9 @@ class ImageExporter:
         return None, ImageOutcome(task.row, ImageStatus.NO_IMAGE)
 
     def _fetch(self, instance_id: str) -> Path:
+        from medlake.extras import require_pacs
+
+        require_pacs("fetching an image from Orthanc")  # a lake-only install reports it per image
         from medlake.pacs.orthanc_client import OrthancClient
 
         if self._pacs is None:
