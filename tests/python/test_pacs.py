@@ -297,3 +297,26 @@ def test_a_symlink_out_of_the_input_is_not_followed(pacs_server, shared_dicom_di
     uploads = lake.read_raw(tmp_path / "lake", "pacs_uploads").to_pylist()
     assert {u["source_file"] for u in uploads} == {"looks-inside.dcm", "passwd"}
     assert {u["source_file_sha256"] for u in uploads} == {None}  # nothing of the targets was read
+
+
+def test_results_json_carries_a_pseudonym_not_the_patient_id(first_run, shared_dicom_dir):
+    """Issue 9 item 9: results/*.json name the patient by the lake's keyed pseudonym only."""
+    from medlake.lake import pseudonyms
+
+    summary, work = first_run
+    key = pseudonyms.pseudonym_key(work / "lake")
+    patient_ids = {}
+    for row in summary.files:
+        if row.model_status == pacs.CLASSIFIED:
+            dataset = pydicom.dcmread(shared_dicom_dir / row.file, stop_before_pixels=True, force=True)
+            patient_ids[row.sop_instance_uid] = str(dataset.get("PatientID", "") or "")
+    assert any(patient_ids.values())
+    for path in (work / "results").glob("*.json"):
+        text = path.read_text()
+        result = json.loads(text)
+        patient_id = patient_ids[path.stem]
+        assert "patient_id" not in result["source"] and "patient_id" not in result["orthanc"]
+        assert result["source"]["patient_pseudonym"] == pseudonyms.pseudonymise(key, patient_id)
+        if patient_id:
+            assert patient_id not in text
+        assert path.stat().st_mode & 0o007 == 0, "results JSON must not be readable by other users"

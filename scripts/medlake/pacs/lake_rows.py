@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from medlake import __version__
+from medlake.lake import pseudonyms
 from medlake.pacs.orthanc_client import FAILED, SKIPPED, UploadOutcome
 from medlake.pacs.run_state import RunState, utc_now
 from medlake.vocab import ModelStatus
@@ -143,7 +144,7 @@ def model_run_row(state: RunState) -> dict:
     }
 
 
-def result_json(state: RunState, item: Reported, warning: str) -> dict:
+def result_json(state: RunState, item: Reported, warning: str, pseudonym_key: bytes) -> dict:
     """Per-image results. Everything but the ``run`` block is deterministic for the same inputs."""
     candidate, sr, upload = item.candidate, item.built, item.sr_upload
     prediction = item.prediction
@@ -157,14 +158,15 @@ def result_json(state: RunState, item: Reported, warning: str) -> dict:
             "sop_class_uid": candidate.uid("SOPClassUID"),
             "study_instance_uid": candidate.uid("StudyInstanceUID"),
             "series_instance_uid": candidate.uid("SeriesInstanceUID"),
-            "patient_id": _patient_id(candidate.header),
+            # The patient appears only as the lake's keyed pseudonym: neither PatientID nor Orthanc's
+            # patient id (a plain SHA-1 of PatientID, reversible by trying every medical record number).
+            "patient_pseudonym": pseudonyms.pseudonymise(pseudonym_key, _patient_id(candidate.header)),
             "modality": candidate.uid("Modality"),
         },
         "orthanc": {
             "instance_id": candidate.orthanc.instance_id,
             "series_id": candidate.orthanc.series_id,
             "study_id": candidate.orthanc.study_id,
-            "patient_id": candidate.orthanc.patient_id,
         },
         "gate": {"decision": "accepted", "flags": list(candidate.gate.flags), "policy": state.policy.to_dict()},
         "model": state.identity.to_dict(),

@@ -30,6 +30,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from medlake.errors import DicomError, OrthancError
+from medlake.lake import pseudonyms
 from medlake.pacs import sr_builder
 from medlake.pacs.eligibility import Decision, GateResult, SkipReason
 from medlake.pacs.inference import CALIBRATED_THRESHOLD, ImagePrediction, iter_classify
@@ -127,6 +128,7 @@ class Reporter:
         # InstanceNumbers are handed out here, in the process that talks to Orthanc, before the build.
         self.sr_numbers = SrInstanceNumbers.from_orthanc(state.client)
         self.images_reported = 0
+        self.pseudonym_key: bytes | None = None
 
     def close(self) -> None:
         self.builders.shutdown(wait=True, cancel_futures=True)
@@ -296,9 +298,10 @@ class Reporter:
         from medlake.pacs import lake_rows
 
         state = self.state
-        payload = lake_rows.result_json(
-            state, item, TRAINED_WARNING if state.identity.weights_trained else UNTRAINED_WARNING
-        )
+        if self.pseudonym_key is None:
+            self.pseudonym_key = pseudonyms.pseudonym_key(state.lake)  # results name patients by pseudonym only
+        warning = TRAINED_WARNING if state.identity.weights_trained else UNTRAINED_WARNING
+        payload = lake_rows.result_json(state, item, warning, self.pseudonym_key)
         path = state.results_dir / f"{item.candidate.sop_instance_uid}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
