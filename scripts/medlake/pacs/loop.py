@@ -105,12 +105,12 @@ def open_run(
         classifier=classifier,
         sink=LakeSink(Path(lake), run_id, started_at.date()),
         started_at=started_at,
+        clock=clock,
         run_id=run_id,
     )
     state.sink.load_predicted(classifier.identity.weights_sha256)
     state.timings["startup_s"] = mark - clock
     state.timings["model_load_s"] = model_load_s
-    state.timings["_clock"] = clock
     return state
 
 
@@ -231,9 +231,7 @@ _GATE_REASONS = frozenset(rule.reason for rule in eligibility.RULES) | {
 
 def finish_run(state: RunState, *, source: str, extra: dict | None = None) -> PacsRunSummary:
     """The model_runs row (its final version) and the summary."""
-    clock = state.timings.pop("_clock", None)
-    if clock is not None:
-        state.timings["total_s"] = time.perf_counter() - clock
+    state.timings["total_s"] = time.perf_counter() - state.clock
     if state.client.breaker.is_open and not state.stop_reason:
         state.stop_reason = state.client.breaker.message  # it opened while the last SRs were stored
     if state.status == RunStatus.RUNNING:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -121,6 +122,7 @@ class RunState:
     classifier: Classifier
     sink: LakeSink
     started_at: dt.datetime = field(default_factory=utc_now)
+    clock: float = field(default_factory=time.perf_counter)  # for total_s
     run_id: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     outcomes: dict[str, FileOutcome] = field(default_factory=dict)  # by label, in arrival order

@@ -29,6 +29,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -292,6 +293,6 @@ def watch(
     extra = {"cursor": {"from": start_cursor, "to": cursor}, "pages": pages}
     if not state.sink.parts:
         # Nothing arrived: no model_runs row (a cron job polling an idle PACS adds nothing to the lake).
-        state.timings.pop("_clock", None)
+        state.timings["total_s"] = time.perf_counter() - state.clock
         return PacsRunSummary.from_state(state, source=f"{url} /changes", extra=extra)
     return finish_run(state, source=f"{url} /changes", extra=extra)
