@@ -146,6 +146,7 @@ def run(*, exams: int, workdir: Path, skip_orthanc: bool, skip_torch: bool, skip
     _bench_landing(bench, delivery, lake, workdir, input_bytes)
     if not skip_dbt:
         _bench_dbt_and_queries(bench, lake, workdir, exams)
+        _bench_dataset_export(bench, lake, workdir)
     _bench_dicom(bench, workdir)
     if not skip_torch:
         _bench_inference(bench, workdir)
@@ -231,6 +232,33 @@ def _bench_dbt_and_queries(bench: BenchFigures, lake: Path, workdir: Path, exams
         raise RuntimeError(f"incremental dbt build failed: {result.stdout[-3000:]}{result.stderr[-2000:]}")
     figures["dbt_build_incremental_s"] = round(wall, 2)
     bench.ratio("dbt_incremental_vs_full", "dbt_build_incremental_s", "dbt_build_full_s")
+
+
+def _bench_dataset_export(bench: BenchFigures, lake: Path, workdir: Path) -> None:
+    """`medlake dataset export` of three labels over the whole lake: the manifest is one DuckDB query.
+
+    Measured twice: as by default (one reports/*.txt file per exam), and with --no-report-files
+    (texts only in the manifest), which isolates the query + manifest + cards.
+    """
+    for name, extra in (("dataset_export", ()), ("dataset_export_no_report_files", ("--no-report-files",))):
+        out = workdir / name
+        wall, peak_mb, result = _measure_process(
+            _medlake(
+                "dataset", "export", "--lake", str(lake), "--out", str(out), "--labels", "Covid,Pneumonia,Edema",
+                "--no-progress", "--format", "json", *extra,
+            )
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"dataset export failed in the benchmark: {result.stderr[-2000:]}")
+        summary = json.loads(result.stdout)
+        bench.figures[f"{name}_s"] = round(wall, 2)
+        bench.figures[f"{name}_peak_rss_mb"] = round(peak_mb)
+        shutil.rmtree(out, ignore_errors=True)
+    bench.figures["dataset_export_rows"] = summary["rows"]
+    bench.notes.append(
+        f"dataset export: {summary['rows']} manifest rows, images {summary['images']['by_status']} "
+        "(the bench delivery has no image files: the figures are the manifest, reports and cards)"
+    )
 
 
 def _write_bench_dicoms(directory: Path, count: int) -> list[Path]:
