@@ -82,6 +82,16 @@ def _add_format(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["table", "json"], default="table", help="output format (default: table)")
 
 
+def _add_query_engine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="whose marts to answer from: duckdb (LAKE/medlake.duckdb, default) or spark (the Parquet tables a "
+        "`medlake build --engine spark` wrote under LAKE/spark/warehouse, read by DuckDB)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medlake",
@@ -148,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     build.add_argument("--select", default=None, help="dbt node selection, passed through")
     build.add_argument("--no-docs", action="store_true", help="skip `dbt docs generate`")
+    build.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="duckdb (default): the warehouse is LAKE/medlake.duckdb; spark: a local Apache Spark session "
+        "(needs Java 17 and the .[spark] extras), metastore and Parquet tables in LAKE/spark/",
+    )
 
     docs = commands.add_parser("docs", help="serve the dbt docs (catalog + lineage) on 127.0.0.1")
     _add_lake(docs)
@@ -165,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lake(covid)
     covid.add_argument("--month", type=_month, required=True, help="YYYY-MM")
     covid.add_argument("--date-basis", choices=["exam", "label"], default="exam", help="which date the month filters")
+    _add_query_engine(covid)
     _add_format(covid)
     chest = questions.add_parser(
         "chest-many-labels",
@@ -175,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     chest.add_argument("--body-part", default="Chest", help="canonical body part (default Chest)")
     chest.add_argument("--min-labels", type=_positive_int, default=6, help="minimum label entries (default 6)")
     chest.add_argument("--limit", type=_positive_int, default=20, help="sample size (default 20)")
+    _add_query_engine(chest)
     _add_format(chest)
 
     orthanc = commands.add_parser(
@@ -233,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--skip-orthanc", action="store_true", help="skip the Orthanc upload figures")
     bench.add_argument("--skip-torch", action="store_true", help="skip the inference figures")
     bench.add_argument("--skip-dbt", action="store_true", help="skip the dbt build and query figures")
+    bench.add_argument(
+        "--skip-spark", action="store_true", help="skip the Spark build figures (beside DuckDB's, same lake)"
+    )
     bench.add_argument("--output", type=Path, default=None, help="also write the JSON figures to this file")
     _add_format(bench)
     return parser
@@ -275,7 +297,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "build":
         from medlake.warehouse import dbt_runner
 
-        dbt_runner.build(args.lake, full_refresh=args.full_refresh, select=args.select, docs=not args.no_docs)
+        dbt_runner.build(
+            args.lake, full_refresh=args.full_refresh, select=args.select, docs=not args.no_docs, engine=args.engine
+        )
         return 0
     if args.command == "docs":
         from medlake.warehouse import dbt_runner
@@ -286,10 +310,12 @@ def run_command(args: argparse.Namespace) -> int:
         from medlake.warehouse import queries
 
         if args.question == "covid-without-pneumonia":
-            result = queries.covid_without_pneumonia(args.lake, month=args.month, date_basis=args.date_basis)
+            result = queries.covid_without_pneumonia(
+                args.lake, month=args.month, date_basis=args.date_basis, engine=args.engine
+            )
         else:
             result = queries.chest_many_labels(
-                args.lake, body_part=args.body_part, min_labels=args.min_labels, limit=args.limit
+                args.lake, body_part=args.body_part, min_labels=args.min_labels, limit=args.limit, engine=args.engine
             )
         _emit(result.to_dict() if args.format == "json" else result.render(), args.format)
         return 0
@@ -325,6 +351,7 @@ def run_command(args: argparse.Namespace) -> int:
             skip_orthanc=args.skip_orthanc,
             skip_torch=args.skip_torch,
             skip_dbt=args.skip_dbt,
+            skip_spark=args.skip_spark,
         )
         if args.output:
             args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -47,3 +47,9 @@ class DicomError(MedlakeError):
 
 class SynthError(MedlakeError):
     """A synthetic delivery cannot be written (bad arguments, output directory not ours)."""
+
+
+class EngineError(MedlakeError):
+    """The chosen transformation engine cannot run here (e.g. Spark without Java or its Python extras)."""
+
+    exit_code = 2

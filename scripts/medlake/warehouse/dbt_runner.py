@@ -15,6 +15,10 @@ landed since the previous build. When the warehouse's build record (``build_stat
 same dbt project built it, dbt skips what cannot have changed - views, seeds, unit tests - and
 data tests check only the rows landed since (``MEDLAKE_TESTS_CHANGED_SINCE``). When the project
 changed since, the build is a full refresh, so no mart mixes two versions of the logic.
+
+``engine`` picks the engine (:mod:`medlake.warehouse.engines`): DuckDB by default, or Apache
+Spark (``--engine spark``, :mod:`medlake.warehouse.spark`); each keeps its own warehouse, build
+record and dbt target directory in the same lake.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from pathlib import Path
 
 from medlake.errors import DbtError
 from medlake.lake import layout as lake_layout
-from medlake.warehouse import build_state
+from medlake.warehouse import build_state, engines
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
 LAKE_TARGETS_DIR = PROJECT_DIR / "target" / "lakes"
@@ -118,6 +122,7 @@ class BuildSummary:
     full_refresh: bool
     select: str | None
     plan: BuildPlan | None = None
+    engine: str = engines.DEFAULT_ENGINE
 
     @property
     def node_count(self) -> int:
@@ -126,7 +131,7 @@ class BuildSummary:
     def render(self) -> str:
         counts = ", ".join(f"{status}={count}" for status, count in sorted(self.status_counts.items()))
         lines = [
-            f"dbt build on {self.lake}: {self.node_count} nodes ({counts}) in {self.elapsed_s:.1f} s",
+            f"dbt build on {self.lake} ({self.engine}): {self.node_count} nodes ({counts}) in {self.elapsed_s:.1f} s",
             *([f"  mode       {self.plan.mode}: {self.plan.reason}"] if self.plan else []),
             f"  warehouse  {self.warehouse}",
             f"  docs       {'generated' if self.docs_generated else 'not generated'} ({self.target_path})",
@@ -146,18 +151,21 @@ class BuildSummary:
             "full_refresh": self.full_refresh,
             "select": self.select,
             "plan": self.plan.to_dict() if self.plan else None,
+            "engine": str(self.engine),
         }
 
 
-def target_path_for(lake: Path) -> Path:
-    """The dbt target directory of one lake (manifest, run results, docs), under the repo's target/."""
+def target_path_for(lake: Path, engine: str = engines.DEFAULT_ENGINE) -> Path:
+    """The dbt target directory of one lake on one engine (manifest, run results, docs), under the repo's target/."""
     resolved = lake.resolve()
     digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
     readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", resolved.name)[:40] or "lake"
-    return LAKE_TARGETS_DIR / f"{readable}-{digest}"
+    return LAKE_TARGETS_DIR / f"{readable}-{digest}{engines.get(engine).target_suffix}"
 
 
-def _dbt_environment(lake: Path, tests_changed_since: str | None = None) -> dict[str, str]:
+def _dbt_environment(
+    lake: Path, tests_changed_since: str | None = None, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env = dict(os.environ)
     env["MEDLAKE_LAKE_DIR"] = str(lake)
     # Only an incremental medlake build scopes tests; never inherit a stale value.
@@ -167,6 +175,7 @@ def _dbt_environment(lake: Path, tests_changed_since: str | None = None) -> dict
     # No telemetry, no hub: medlake never needs the network at run time.
     env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     env["DO_NOT_TRACK"] = "1"
+    env.update(extra or {})
     return env
 
 
@@ -197,7 +206,13 @@ def _check_project() -> None:
 
 
 def _run_dbt(
-    subcommand: list[str], lake: Path, target_path: Path, *, quiet: bool, tests_changed_since: str | None = None
+    subcommand: list[str],
+    lake: Path,
+    target_path: Path,
+    *,
+    quiet: bool,
+    tests_changed_since: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[int, str]:
     """Run one dbt command from the project dir; its output streams to ours unless ``quiet``."""
     command = _dbt_command(subcommand, target_path)
@@ -206,7 +221,7 @@ def _run_dbt(
         completed = subprocess.run(
             command,
             cwd=PROJECT_DIR,
-            env=_dbt_environment(lake, tests_changed_since),
+            env=_dbt_environment(lake, tests_changed_since, extra_env),
             stdout=subprocess.PIPE if quiet else None,
             stderr=subprocess.STDOUT if quiet else None,
             text=True,
@@ -251,14 +266,14 @@ def _failure_message(command: str, results: list[dict], output: str) -> str:
     return f"dbt {command} failed before running any node (see dbt's output above){': ' + tail if tail else ''}"
 
 
-def plan_build(lake: Path, *, full_refresh: bool) -> BuildPlan:
+def plan_build(lake: Path, *, full_refresh: bool, engine: str = engines.DEFAULT_ENGINE) -> BuildPlan:
     """Decide how to build ``lake``: incremental when this project built its warehouse, else full."""
-    warehouse = lake_layout.warehouse_path(lake)
+    chosen = engines.get(engine)
     if full_refresh:
         return BuildPlan("full refresh", "requested (--full-refresh)", True, (), None)
-    if not warehouse.is_file():
+    if not chosen.has_warehouse(lake):
         return BuildPlan("first build", "no warehouse yet: every model is built from the raw layer", False, (), None)
-    state = build_state.read(warehouse)
+    state = chosen.read_state(lake)
     if state is None:
         return BuildPlan(
             "incremental",
@@ -267,7 +282,7 @@ def plan_build(lake: Path, *, full_refresh: bool) -> BuildPlan:
             (),
             None,
         )
-    if state.project_fingerprint != build_state.project_fingerprint(PROJECT_DIR):
+    if state.project_fingerprint != chosen.project_fingerprint(PROJECT_DIR):
         # incremental tables would otherwise keep rows made by the old logic next to rows made by the new
         return BuildPlan(
             "full refresh",
@@ -302,6 +317,7 @@ def build(
     select: str | None = None,
     docs: bool = True,
     quiet: bool = False,
+    engine: str = engines.DEFAULT_ENGINE,
 ) -> BuildSummary:
     """``dbt build`` (seeds, models, tests) on ``lake``, then ``dbt docs generate`` when ``docs``.
 
@@ -309,26 +325,31 @@ def build(
     see :func:`plan_build`). Raises :class:`DbtError` naming the failing nodes when a model, test or
     seed fails; data tests configured as warnings (quarantine count, report/exam id mismatches) do
     not fail it. Holds the lake's landing lock: no delivery lands while dbt reads the raw layer.
+    ``engine`` is 'duckdb' (default) or 'spark' (:mod:`medlake.warehouse.engines`).
     """
     _check_project()
+    chosen = engines.get(engine)
     lake = Path(lake).resolve()
     lake_layout.init_lake(lake)  # every raw table gets its zero-row schema file, so every source resolves
-    target_path = target_path_for(lake)
+    target_path = target_path_for(lake, chosen.name)
     target_path.mkdir(parents=True, exist_ok=True)
-    warehouse = lake_layout.warehouse_path(lake)
+    warehouse = chosen.warehouse(lake)
 
     started = time.perf_counter()
     with lake_layout.exclusive_lock(
         lake, busy_message=f"a medlake land or build is using {lake}; wait for it to finish"
     ):
-        plan = plan_build(lake, full_refresh=full_refresh)
+        reset = chosen.prepare(lake)
+        if reset and not quiet:
+            print(f"medlake build: {reset}: rebuilding it from the raw layer", file=sys.stderr)
+        plan = plan_build(lake, full_refresh=full_refresh, engine=chosen.name)
         if not quiet:
             print(f"medlake build: {plan.mode} - {plan.reason}", file=sys.stderr)
         # read before dbt starts, under the lock: exactly what this build folds in
         landed_until = build_state.landed_until(lake)
         pacs_signature = build_state.pacs_signature(lake)
-        fingerprint = build_state.project_fingerprint(PROJECT_DIR)
-        arguments = ["build"]
+        fingerprint = chosen.project_fingerprint(PROJECT_DIR)
+        arguments = ["build", "--target", chosen.dbt_target]
         if plan.full_refresh:
             arguments.append("--full-refresh")
         if select:
@@ -339,15 +360,20 @@ def build(
             # docs generate reuses the manifest; without docs nothing needs dbt's JSON artifacts
             arguments.append("--no-write-json")
         returncode, output = _run_dbt(
-            arguments, lake, target_path, quiet=quiet, tests_changed_since=plan.tests_changed_since
+            arguments,
+            lake,
+            target_path,
+            quiet=quiet,
+            tests_changed_since=plan.tests_changed_since,
+            extra_env=chosen.dbt_environment(plan.mode != "incremental"),
         )
         results = _read_run_results(target_path)
         if returncode != 0:
             raise DbtError(_failure_message("build", results, output))
         if select is None:
             # only a complete build vouches for every model; a partial one leaves the record as it was
-            build_state.write(
-                warehouse,
+            chosen.write_state(
+                lake,
                 build_state.BuildState(
                     project_fingerprint=fingerprint,
                     lake_path=str(lake),
@@ -360,7 +386,7 @@ def build(
 
     docs_generated = False
     if docs:
-        docs_generated = _generate_docs(lake, target_path, quiet=quiet)
+        docs_generated = _generate_docs(lake, target_path, quiet=quiet, dbt_target=chosen.dbt_target)
     elapsed = time.perf_counter() - started
 
     status_counts: dict[str, int] = {}
@@ -377,11 +403,12 @@ def build(
         full_refresh=plan.full_refresh,
         select=select,
         plan=plan,
+        engine=chosen.name,
     )
 
 
-def _generate_docs(lake: Path, target_path: Path, *, quiet: bool) -> bool:
-    arguments = ["docs", "generate"]
+def _generate_docs(lake: Path, target_path: Path, *, quiet: bool, dbt_target: str = "dev") -> bool:
+    arguments = ["docs", "generate", "--target", dbt_target]
     if (target_path / "manifest.json").is_file():
         # Right after a build the manifest is fresh: only the catalog is missing, so skip re-compiling.
         arguments.append("--no-compile")
