@@ -19,8 +19,22 @@
 
 {%- set landed_after = incremental_watermark() %}
 {%- set string_type = api.Column.translate_type('string') %}
+{#- the delivered record, as staging has it and as this table keeps it -#}
+{%- set record_columns = [
+    'exam_id', 'exam_id_raw', 'source_name', 'source_raw', 'dataset_type', 'dataset', 'body_part_raw',
+    'image_uri', 'image_file_name', 'labels_state', 'label_entry_count', 'published_at',
+    'publication_timestamp_raw', 'extra_fields_json', 'landing_run_id', 'delivery_date', 'ingested_at',
+    'source_file', 'source_file_sha256', 'record_position', 'source_file_name',
+] %}
 
 with
+
+landed_exams as (
+
+    select * from {{ ref('stg_neuralmed__exams') }}
+    where ingested_at > {{ landed_after }}
+
+),
 
 new_records as (
 
@@ -36,30 +50,11 @@ new_records as (
                 dbt.cast('record_position', string_type),
             ]) }}
         end as exam_natural_key,
-        exam_id,
-        exam_id_raw,
-        source_name,
-        source_raw,
-        dataset_type,
-        dataset,
-        body_part_raw,
-        image_uri,
-        image_file_name,
-        labels_state,
-        label_entry_count,
-        published_at,
-        publication_timestamp_raw,
-        extra_fields_json,
-        landing_run_id,
-        delivery_date,
-        ingested_at,
-        source_file,
-        source_file_sha256,
-        record_position,
-        source_file_name,
+        {% for column in record_columns -%}
+            {{ column }},
+        {% endfor -%}
         ingested_at as latest_landing_at
-    from {{ ref('stg_neuralmed__exams') }}
-    where ingested_at > {{ landed_after }}
+    from landed_exams
 
 ),
 
@@ -74,27 +69,9 @@ candidate_records as (
         -- the records already here of every exam that just got a new one
         select
             exam_natural_key,
-            exam_id,
-            exam_id_raw,
-            source_name,
-            source_raw,
-            dataset_type,
-            dataset,
-            body_part_raw,
-            image_uri,
-            image_file_name,
-            labels_state,
-            label_entry_count,
-            published_at,
-            publication_timestamp_raw,
-            extra_fields_json,
-            landing_run_id,
-            delivery_date,
-            ingested_at,
-            source_file,
-            source_file_sha256,
-            record_position,
-            source_file_name,
+            {% for column in record_columns -%}
+                {{ column }},
+            {% endfor -%}
             exam_last_ingested_at as latest_landing_at
         from {{ this }}
         -- a narrow, exact match first: a delivery of new exams fetches no wide rows at all
@@ -130,27 +107,9 @@ ranked as (
     select
         {{ dbt.hash('exam_natural_key') }} as exam_key,
         exam_natural_key,
-        exam_id,
-        exam_id_raw,
-        source_name,
-        source_raw,
-        dataset_type,
-        dataset,
-        body_part_raw,
-        image_uri,
-        image_file_name,
-        labels_state,
-        label_entry_count,
-        published_at,
-        publication_timestamp_raw,
-        extra_fields_json,
-        landing_run_id,
-        delivery_date,
-        ingested_at,
-        source_file,
-        source_file_sha256,
-        record_position,
-        source_file_name,
+        {% for column in record_columns -%}
+            {{ column }},
+        {% endfor -%}
         exam_last_ingested_at,
         row_number() over (
             partition by exam_natural_key

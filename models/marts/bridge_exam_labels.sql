@@ -21,6 +21,12 @@
 ) }}
 
 {%- set landed_after = incremental_watermark() %}
+{#- a label assertion as this table keeps it: between exam_key and ingested_at -#}
+{%- set label_columns = [
+    'label', 'label_raw', 'is_label_mapped', 'is_positive', 'value_raw', 'is_invalid_value', 'labelled_on',
+    'labelled_by', 'labelling_method', 'classification_type', 'label_position', 'source_file',
+    'record_position', 'landing_run_id',
+] %}
 
 with
 
@@ -55,20 +61,9 @@ winning_labels as (
             dbt.cast('landed_labels.label_position', api.Column.translate_type('string')),
         ])) }} as exam_label_key,
         touched_winners.exam_key,
-        landed_labels.label,
-        landed_labels.label_raw,
-        landed_labels.is_label_mapped,
-        landed_labels.is_positive,
-        landed_labels.value_raw,
-        landed_labels.is_invalid_value,
-        landed_labels.labelled_on,
-        landed_labels.labelled_by,
-        landed_labels.labelling_method,
-        landed_labels.classification_type,
-        landed_labels.label_position,
-        landed_labels.source_file,
-        landed_labels.record_position,
-        landed_labels.landing_run_id,
+        {% for column in label_columns -%}
+            landed_labels.{{ column }},
+        {% endfor -%}
         landed_labels.ingested_at
     from landed_labels
     inner join touched_winners
@@ -91,20 +86,9 @@ current_labels as (
         select
             existing_labels.exam_label_key,
             existing_labels.exam_key,
-            existing_labels.label,
-            existing_labels.label_raw,
-            existing_labels.is_label_mapped,
-            existing_labels.is_positive,
-            existing_labels.value_raw,
-            existing_labels.is_invalid_value,
-            existing_labels.labelled_on,
-            existing_labels.labelled_by,
-            existing_labels.labelling_method,
-            existing_labels.classification_type,
-            existing_labels.label_position,
-            existing_labels.source_file,
-            existing_labels.record_position,
-            existing_labels.landing_run_id,
+            {% for column in label_columns -%}
+                existing_labels.{{ column }},
+            {% endfor -%}
             existing_labels.ingested_at
         from {{ this }} as existing_labels
         inner join touched_winners
@@ -127,20 +111,9 @@ final as (
         select
             current_labels.exam_label_key,
             touched_winners.exam_key,
-            current_labels.label,
-            current_labels.label_raw,
-            current_labels.is_label_mapped,
-            current_labels.is_positive,
-            current_labels.value_raw,
-            current_labels.is_invalid_value,
-            current_labels.labelled_on,
-            current_labels.labelled_by,
-            current_labels.labelling_method,
-            current_labels.classification_type,
-            current_labels.label_position,
-            current_labels.source_file,
-            current_labels.record_position,
-            current_labels.landing_run_id,
+            {% for column in label_columns -%}
+                current_labels.{{ column }},
+            {% endfor -%}
             current_labels.ingested_at
         from touched_winners
         left join current_labels

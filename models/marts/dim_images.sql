@@ -19,52 +19,84 @@
     meta={'watermark_column': 'last_ingested_at'},
 ) }}
 
+-- depends_on: {{ ref('stg_pacs__uploads') }} (read only by incremental builds)
+
 {%- set landed_after = incremental_watermark() %}
+{%- set dicom_columns = [
+    'patient_id', 'study_instance_uid', 'series_instance_uid', 'sop_instance_uid', 'sop_class_uid', 'modality',
+    'body_part_examined', 'view_position', 'study_date', 'pixel_rows', 'pixel_columns', 'bits_stored',
+    'photometric_interpretation', 'transfer_syntax_uid',
+] %}
+{%- set pacs_columns = ['orthanc_instance_id', 'orthanc_series_id', 'orthanc_study_id', 'orthanc_patient_id'] %}
+{#- the columns between image_key and last_ingested_at, in contract order -#}
+{%- set image_columns = [
+    'file_name', 'image_uri', 'exam_count', 'is_file_available', 'source_file', 'size_bytes', 'media_type',
+    'is_dicom', 'has_dicom_header',
+] + dicom_columns + pacs_columns + [
+    'is_in_pacs', 'has_sr', 'prediction_count', 'prediction_run_count',
+] %}
 
 with
 
-uploads as (
+pacs_images as (
 
-    select * from {{ ref('stg_pacs__uploads') }}
+    select * from {{ ref('int_pacs_images') }}
 
 ),
 
-predictions as (
+sr_references as (
 
-    select * from {{ ref('stg_pacs__predictions') }}
+    select * from {{ ref('int_pacs_sr_references') }}
 
 ),
 
 {% if is_incremental() %}
 
-    touched_names as (
+    -- the incremental branch reads exams, files and headers once more, only the names landed since
+    -- (each its own pruned scan: a CTE read twice would be materialised whole)
+    uploads as (
 
-        -- every image named by any delivery of a changed exam: its old winner's image may lose the reference
+        select * from {{ ref('stg_pacs__uploads') }}
+
+    ),
+
+    landed_exam_images as (
+
         select image_file_name as file_name
         from {{ ref('int_exam_records_ranked') }}
         where exam_last_ingested_at > {{ landed_after }} and image_file_name is not null
 
-        union distinct
+    ),
+
+    landed_files as (
 
         select file_name from {{ ref('stg_imaging__image_files') }}
         where ingested_at > {{ landed_after }}
 
-        union distinct
+    ),
+
+    landed_dicoms as (
 
         select file_name from {{ ref('stg_imaging__dicom_instances') }}
         where ingested_at > {{ landed_after }}
 
-        union distinct
+    ),
 
+    touched_names as (
+
+        -- every image named by any delivery of a changed exam: its old winner's image may lose the reference
+        select file_name from landed_exam_images
+        union distinct
+        select file_name from landed_files
+        union distinct
+        select file_name from landed_dicoms
+        union distinct
+        -- every image PACS ever touched (attempted uploads included): PACS tables carry no landing time
         select file_name from uploads
         where file_name is not null
-
         union distinct
-
-        select file_name from predictions
-
+        select file_name from pacs_images
         union distinct
-
         -- images an SR refers to through the SOP Instance UID of their DICOM header
         select existing_images.file_name
         from {{ this }} as existing_images
@@ -144,38 +176,6 @@ latest_dicoms as (
 
 ),
 
-stored_images as (
-
-    select
-        *,
-        row_number() over (partition by file_name order by uploaded_at desc, run_id desc) as upload_rank
-    from uploads
-    where upload_kind = 'image' and upload_status in ('Success', 'AlreadyStored') and file_name is not null
-
-),
-
-stored_reports as (
-
-    select
-        referenced_sop_instance_uid,
-        count(*) as sr_upload_count
-    from uploads
-    where upload_kind = 'sr' and upload_status in ('Success', 'AlreadyStored')
-    group by referenced_sop_instance_uid
-
-),
-
-prediction_counts as (
-
-    select
-        file_name,
-        count(*) as prediction_count,
-        count(distinct run_id) as prediction_run_count
-    from predictions
-    group by file_name
-
-),
-
 -- the latest landing of anything about the image (PACS times excluded: they are not landings)
 landings as (
 
@@ -205,19 +205,14 @@ landings as (
 -- in an incremental build every name here is a touched one: PACS names are all touched
 image_names as (
 
-    select file_name from exams
-    union distinct
-    select file_name from image_files
-    union distinct
-    select file_name from dicom_instances
-    union distinct
-    select file_name from stored_images
-    union distinct
-    select file_name from predictions
+    {% for source in ['exams', 'image_files', 'dicom_instances', 'pacs_images'] -%}
+        select file_name from {{ source }}
+        {% if not loop.last %}union distinct{% endif %}
+    {% endfor %}
 
 ),
 
-joined as (
+images as (
 
     select
         {{ dbt.hash('image_names.file_name') }} as image_key,
@@ -230,28 +225,16 @@ joined as (
         latest_files.media_type,
         coalesce(latest_files.is_dicom, latest_dicoms.file_name is not null) as is_dicom,
         latest_dicoms.file_name is not null as has_dicom_header,
-        latest_dicoms.patient_id,
-        latest_dicoms.study_instance_uid,
-        latest_dicoms.series_instance_uid,
-        latest_dicoms.sop_instance_uid,
-        latest_dicoms.sop_class_uid,
-        latest_dicoms.modality,
-        latest_dicoms.body_part_examined,
-        latest_dicoms.view_position,
-        latest_dicoms.study_date,
-        latest_dicoms.pixel_rows,
-        latest_dicoms.pixel_columns,
-        latest_dicoms.bits_stored,
-        latest_dicoms.photometric_interpretation,
-        latest_dicoms.transfer_syntax_uid,
-        stored_images.orthanc_instance_id,
-        stored_images.orthanc_series_id,
-        stored_images.orthanc_study_id,
-        stored_images.orthanc_patient_id,
-        stored_images.file_name is not null as is_in_pacs,
-        coalesce(stored_reports.sr_upload_count, 0) > 0 as has_sr,
-        cast(coalesce(prediction_counts.prediction_count, 0) as integer) as prediction_count,
-        cast(coalesce(prediction_counts.prediction_run_count, 0) as integer) as prediction_run_count,
+        {% for column in dicom_columns -%}
+            latest_dicoms.{{ column }},
+        {% endfor -%}
+        {% for column in pacs_columns -%}
+            pacs_images.{{ column }},
+        {% endfor -%}
+        coalesce(pacs_images.is_in_pacs, false) as is_in_pacs,
+        coalesce(sr_references.sr_upload_count, 0) > 0 as has_sr,
+        cast(coalesce(pacs_images.prediction_count, 0) as integer) as prediction_count,
+        cast(coalesce(pacs_images.prediction_run_count, 0) as integer) as prediction_run_count,
         landings.last_ingested_at
     from image_names
     left join exam_references
@@ -260,14 +243,12 @@ joined as (
         on image_names.file_name = latest_files.file_name and latest_files.file_rank = 1
     left join latest_dicoms
         on image_names.file_name = latest_dicoms.file_name and latest_dicoms.dicom_rank = 1
-    left join stored_images
-        on image_names.file_name = stored_images.file_name and stored_images.upload_rank = 1
-    left join stored_reports
+    left join pacs_images
+        on image_names.file_name = pacs_images.file_name
+    left join sr_references
         on
-            coalesce(latest_dicoms.sop_instance_uid, stored_images.sop_instance_uid)
-            = stored_reports.referenced_sop_instance_uid
-    left join prediction_counts
-        on image_names.file_name = prediction_counts.file_name
+            coalesce(latest_dicoms.sop_instance_uid, pacs_images.sop_instance_uid)
+            = sr_references.referenced_sop_instance_uid
     left join landings
         on image_names.file_name = landings.file_name
 
@@ -280,45 +261,17 @@ final as (
         -- a marker row (file_name NULL) for a touched image no source names any more
         select
             {{ dbt.hash('touched_names.file_name') }} as image_key,
-            joined.file_name,
-            joined.image_uri,
-            joined.exam_count,
-            joined.is_file_available,
-            joined.source_file,
-            joined.size_bytes,
-            joined.media_type,
-            joined.is_dicom,
-            joined.has_dicom_header,
-            joined.patient_id,
-            joined.study_instance_uid,
-            joined.series_instance_uid,
-            joined.sop_instance_uid,
-            joined.sop_class_uid,
-            joined.modality,
-            joined.body_part_examined,
-            joined.view_position,
-            joined.study_date,
-            joined.pixel_rows,
-            joined.pixel_columns,
-            joined.bits_stored,
-            joined.photometric_interpretation,
-            joined.transfer_syntax_uid,
-            joined.orthanc_instance_id,
-            joined.orthanc_series_id,
-            joined.orthanc_study_id,
-            joined.orthanc_patient_id,
-            joined.is_in_pacs,
-            joined.has_sr,
-            joined.prediction_count,
-            joined.prediction_run_count,
-            joined.last_ingested_at
+            {% for column in image_columns -%}
+                images.{{ column }},
+            {% endfor -%}
+            images.last_ingested_at
         from touched_names
-        left join joined
-            on touched_names.file_name = joined.file_name
+        left join images
+            on touched_names.file_name = images.file_name
 
     {% else %}
 
-        select * from joined
+        select * from images
 
     {% endif %}
 

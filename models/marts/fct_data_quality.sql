@@ -1,8 +1,12 @@
 {#
     Every data-quality finding in one place, one row per finding, so analysts see what the
-    deliveries got wrong: quarantined files/records/labels, report/exam id mismatches,
-    unpaired reports, missing or invalid exam ids, unmapped spellings, invalid label values,
-    contradictory labels and missing publication timestamps.
+    deliveries got wrong: quarantined files/records/labels (int_quarantine_findings), exam flags
+    (int_exam_findings), report/exam id mismatches and unpaired reports, unmapped label spellings,
+    invalid label values and contradictory labels.
+
+    It reads two marts on purpose: the report pairing lives only in fct_medical_reports and the
+    winning labels only in bridge_exam_labels (both incremental); deriving them again here would
+    repeat their logic and read every raw report and label on each build.
 
     Incremental, per subject (strategy replace_partitions on subject_key: the exam, the report or
     the quarantined record a finding is about). Exams with a record landed after the watermark,
@@ -20,36 +24,47 @@
     meta={'watermark_column': 'ingested_at'},
 ) }}
 
+-- depends_on: {{ ref('int_exams_deduplicated') }} (read only by incremental builds)
+
 {%- set landed_after = incremental_watermark() %}
 {%- set string_type = dbt.type_string() %}
+{#- a finding's columns between subject_key and ingested_at -#}
+{%- set finding_columns = [
+    'finding_type', 'severity', 'entity', 'exam_key', 'report_key', 'detail', 'source_file',
+    'record_position', 'label_position', 'landing_run_id',
+] %}
 
 with
 
-quarantined as (
+quarantine_findings as (
 
-    select
-        {{ dbt.hash(dbt.concat([
-            "'quarantine|'",
-            'landing_run_id',
-            "'|'",
-            'source_file',
-            "'|'",
-            "coalesce(" ~ dbt.cast('record_position', string_type) ~ ", '')",
-            "'|'",
-            "coalesce(" ~ dbt.cast('label_position', string_type) ~ ", '')",
-        ])) }} as subject_key,
-        *
-    from {{ ref('stg_neuralmed__quarantined_records') }}
+    select * from {{ ref('int_quarantine_findings') }}
     where ingested_at > {{ landed_after }}
 
 ),
 
-exams as (
+exam_findings as (
 
-    select * from {{ ref('int_exams_deduplicated') }}
+    select
+        subject_key,
+        {{ finding_columns | join(',\n        ') }},
+        ingested_at
+    from {{ ref('int_exam_findings') }}
     where exam_last_ingested_at > {{ landed_after }}
 
 ),
+
+{% if is_incremental() %}
+
+    -- the exams with a record landed since: their findings are recomputed
+    exams as (
+
+        select exam_key from {{ ref('int_exams_deduplicated') }}
+        where exam_last_ingested_at > {{ landed_after }}
+
+    ),
+
+{% endif %}
 
 exam_labels as (
 
@@ -66,25 +81,6 @@ reports as (
     -- newer last_ingested_at, and fct_medical_reports just rewrote them at its end (min/max pruning)
     select * from {{ ref('fct_medical_reports') }}
     where last_ingested_at > {{ landed_after }}
-
-),
-
-quarantine_findings as (
-
-    select
-        subject_key,
-        {{ dbt.concat(["'quarantined_'", 'entity']) }} as finding_type,
-        'error' as severity,
-        entity,
-        cast(null as {{ string_type }}) as exam_key,
-        cast(null as {{ string_type }}) as report_key,
-        {{ dbt.concat(['reason_code', "': '", 'reason']) }} as detail,
-        source_file,
-        record_position,
-        label_position,
-        landing_run_id,
-        ingested_at
-    from quarantined
 
 ),
 
@@ -113,77 +109,6 @@ report_findings as (
         ingested_at
     from reports
     where is_exam_id_mismatch or not has_paired_exam
-
-),
-
-exam_flags as (
-
-    select
-        exam_key,
-        'missing_exam_id' as finding_type,
-        'the exam has no id; it is keyed by its file and position' as detail
-    from exams
-    where is_missing_exam_id
-
-    union all
-
-    select
-        exam_key,
-        'invalid_exam_id' as finding_type,
-        {{ dbt.concat(["'exam id is not a whole number: '", 'exam_id_raw']) }} as detail
-    from exams
-    where is_invalid_exam_id
-
-    union all
-
-    select
-        exam_key,
-        'missing_body_part' as finding_type,
-        'the exam has no body_part' as detail
-    from exams
-    where is_missing_body_part
-
-    union all
-
-    select
-        exam_key,
-        'unmapped_body_part' as finding_type,
-        {{ dbt.concat(["'body part spelling not in body_part_taxonomy: '", 'body_part_raw']) }} as detail
-    from exams
-    where is_unmapped_body_part
-
-    union all
-
-    select
-        exam_key,
-        'missing_published_at' as finding_type,
-        {{ dbt.concat([
-            "'publication_timestamp missing or unreadable: '",
-            "coalesce(publication_timestamp_raw, '(none)')",
-        ]) }} as detail
-    from exams
-    where is_missing_published_at
-
-),
-
-exam_findings as (
-
-    select
-        exams.exam_key as subject_key,
-        exam_flags.finding_type,
-        'warning' as severity,
-        'exam' as entity,
-        exams.exam_key,
-        cast(null as {{ string_type }}) as report_key,
-        exam_flags.detail,
-        exams.source_file,
-        exams.record_position,
-        cast(null as integer) as label_position,
-        exams.landing_run_id,
-        exams.ingested_at
-    from exam_flags
-    inner join exams
-        on exam_flags.exam_key = exams.exam_key
 
 ),
 
@@ -230,21 +155,21 @@ contradiction_findings as (
     from exam_labels
     where is_positive is not null
     group by exam_key, label
-    having min(case when is_positive then 1 else 0 end) <> max(case when is_positive then 1 else 0 end)
+    having {{ is_asserted_both_ways('is_positive') }}
 
 ),
 
 all_findings as (
 
-    select * from quarantine_findings
-    union all
-    select * from report_findings
-    union all
-    select * from exam_findings
-    union all
-    select * from label_findings
-    union all
-    select * from contradiction_findings
+    {% for findings in ['quarantine_findings', 'report_findings', 'exam_findings', 'label_findings',
+                        'contradiction_findings'] -%}
+        select
+            subject_key,
+            {{ finding_columns | join(',\n            ') }},
+            ingested_at
+        from {{ findings }}
+        {% if not loop.last %}union all{% endif %}
+    {% endfor %}
 
 ),
 
@@ -290,19 +215,12 @@ final as (
         select
             touched_subjects.subject_key,
             findings.finding_key,
-            findings.finding_type,
-            findings.severity,
-            findings.entity,
-            findings.exam_key,
-            findings.report_key,
-            findings.detail,
-            findings.source_file,
-            findings.record_position,
-            findings.label_position,
-            findings.landing_run_id,
+            {% for column in finding_columns -%}
+                findings.{{ column }},
+            {% endfor -%}
             findings.ingested_at
         from (
-            select quarantined.subject_key from quarantined
+            select quarantine_findings.subject_key from quarantine_findings
             union distinct
             select reports.report_key as subject_key from reports
             union distinct

@@ -28,11 +28,34 @@ reports as (
 
 ),
 
+-- an exam with a record landed since: int_exam_records_ranked just rewrote all its rows, so this
+-- filter reads only the table's last row groups (min/max pruning), not every exam
+landed_exams as (
+
+    select * from {{ ref('int_exams_deduplicated') }}
+    where exam_last_ingested_at > {{ landed_after }}
+
+),
+
+labels as (
+
+    select * from {{ ref('bridge_exam_labels') }}
+
+),
+
 {% if is_incremental() %}
 
     exam_records as (
 
         select * from {{ ref('int_exam_records_ranked') }}
+
+    ),
+
+    -- the exams not landed since, read again by key (their own scan: a shared CTE would be materialised whole)
+    settled_exams as (
+
+        select * from {{ ref('int_exams_deduplicated') }}
+        where exam_last_ingested_at <= {{ landed_after }}
 
     ),
 
@@ -71,16 +94,13 @@ reports as (
 
 exams as (
 
-    -- an exam with a record landed since: int_exam_records_ranked just rewrote all its rows, so this
-    -- filter reads only the table's last row groups (min/max pruning), not every exam
-    select * from {{ ref('int_exams_deduplicated') }}
-    where exam_last_ingested_at > {{ landed_after }}
+    select * from landed_exams
 
     {% if is_incremental() %}
 
         union all
 
-        select * from {{ ref('int_exams_deduplicated') }}
+        select * from settled_exams
         where exam_key in (select repaired_exams.exam_key from repaired_exams)
 
     {% endif %}
@@ -97,9 +117,9 @@ exams as (
 
 {% endif %}
 
-labels as (
+exam_labels as (
 
-    select * from {{ ref('bridge_exam_labels') }}
+    select * from labels
     {% if is_incremental() -%}
         where exam_key in (select touched_exams.exam_key from touched_exams)
     {%- endif %}
@@ -114,7 +134,7 @@ label_summary as (
         sum(case when is_positive then 1 else 0 end) as positive_label_count,
         sum(case when is_label_mapped then 0 else 1 end) as unmapped_label_count,
         sum(case when is_invalid_value then 1 else 0 end) as invalid_label_value_count
-    from labels
+    from exam_labels
     group by exam_key
 
 ),
@@ -129,10 +149,10 @@ contradictions as (
         select
             exam_key,
             label
-        from labels
+        from exam_labels
         where is_positive is not null
         group by exam_key, label
-        having min(case when is_positive then 1 else 0 end) <> max(case when is_positive then 1 else 0 end)
+        having {{ is_asserted_both_ways('is_positive') }}
     ) as contradictory_labels
     group by exam_key
 

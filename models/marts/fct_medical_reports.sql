@@ -23,8 +23,45 @@
 
 {%- set landed_after = incremental_watermark() %}
 {%- set string_type = api.Column.translate_type('string') %}
+{#- one version of a report, as delivered; `versions` counts the versions a row stands for -#}
+{%- set version_columns = [
+    'report_key', 'reported_exam_id', 'reported_exam_id_raw', 'report_date', 'report_date_raw', 'reported_by',
+    'report_text', 'extra_fields_json', 'landing_run_id', 'delivery_date', 'ingested_at', 'source_file',
+    'source_file_sha256', 'record_position', 'source_file_name',
+] %}
 
 with
+
+landed_reports as (
+
+    select * from {{ ref('stg_neuralmed__medical_reports') }}
+    where ingested_at > {{ landed_after }}
+
+),
+
+-- only the columns pairing needs: an incremental build reads this twice, and DuckDB materialises it
+exam_records as (
+
+    select
+        exam_key,
+        exam_id,
+        source_file,
+        source_file_name,
+        record_position,
+        landing_run_id,
+        ingested_at
+    from {{ ref('int_exam_records_ranked') }}
+
+),
+
+exams as (
+
+    select
+        exam_key,
+        exam_id
+    from {{ ref('int_exams_deduplicated') }}
+
+),
 
 new_versions as (
 
@@ -34,23 +71,11 @@ new_versions as (
             "'|'",
             dbt.cast('record_position', string_type),
         ])) }} as report_key,
-        reported_exam_id,
-        reported_exam_id_raw,
-        report_date,
-        report_date_raw,
-        reported_by,
-        report_text,
-        extra_fields_json,
-        landing_run_id,
-        delivery_date,
-        ingested_at,
-        source_file,
-        source_file_sha256,
-        record_position,
-        source_file_name,
+        {% for column in version_columns[1:] -%}
+            {{ column }},
+        {% endfor -%}
         1 as versions
-    from {{ ref('stg_neuralmed__medical_reports') }}
-    where ingested_at > {{ landed_after }}
+    from landed_reports
 
 ),
 
@@ -64,7 +89,7 @@ new_versions as (
             source_file_name,
             record_position,
             exam_id
-        from {{ ref('int_exam_records_ranked') }}
+        from exam_records
         where ingested_at > {{ landed_after }}
 
     ),
@@ -106,21 +131,9 @@ report_versions as (
         union all
 
         select
-            report_key,
-            reported_exam_id,
-            reported_exam_id_raw,
-            report_date,
-            report_date_raw,
-            reported_by,
-            report_text,
-            extra_fields_json,
-            landing_run_id,
-            delivery_date,
-            ingested_at,
-            source_file,
-            source_file_sha256,
-            record_position,
-            source_file_name,
+            {% for column in version_columns -%}
+                {{ column }},
+            {% endfor -%}
             delivery_count as versions
         from {{ this }}
         where report_key in (select touched_reports.report_key from touched_reports)
@@ -147,12 +160,6 @@ current_reports as (
 
     select * from latest_reports
     where report_rank = 1
-
-),
-
-exam_records as (
-
-    select * from {{ ref('int_exam_records_ranked') }}
 
 ),
 
@@ -187,7 +194,7 @@ reported_exams as (
     select
         exam_key,
         exam_id
-    from {{ ref('int_exams_deduplicated') }}
+    from exams
     {% if is_incremental() -%}
         where exam_id in (select current_reports.reported_exam_id from current_reports)
     {%- endif %}

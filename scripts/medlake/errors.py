@@ -49,6 +49,29 @@ class SynthError(MedlakeError):
     """A synthetic delivery cannot be written (bad arguments, output directory not ours)."""
 
 
+class DatasetError(MedlakeError):
+    """A training set cannot be exported or read (bad filter, unknown label, no warehouse, bad export dir)."""
+
+
+class FileRefused(MedlakeError):
+    """A delivery file medlake will not (or cannot) read; ``reason_code`` is its quarantine reason.
+
+    Raised by :mod:`medlake.lake.files` for a file resolving outside the delivery root, a
+    name that is not UTF-8, or an OS error; callers quarantine the entry, they never stop on it.
+    """
+
+    def __init__(self, reason_code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.reason_code = reason_code
+        self.reason = reason
+
+
+class MissingExtraError(MedlakeError):
+    """A command needs an optional part of medlake that is not installed (e.g. the PACS extra)."""
+
+    exit_code = 3
+
+
 class EngineError(MedlakeError):
     """The chosen transformation engine cannot run here (e.g. Spark without Java or its Python extras)."""
 

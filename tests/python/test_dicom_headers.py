@@ -9,7 +9,7 @@ import pytest
 
 from medlake.cli import main
 from medlake.errors import DicomError
-from medlake.lake import dicom_headers, landing
+from medlake.lake import dicom_headers, landing, scanning
 from medlake.lake.image_files import looks_like_bare_dicom, read_file_facts, sniff_media_type
 from medlake.lake.layout import read_raw
 from medlake.lake.raw_schema import DICOM_INSTANCES
@@ -28,7 +28,7 @@ def rows(lake: Path, table: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def scanned(shared_dicom_dir, tmp_path_factory):
     lake = tmp_path_factory.mktemp("scan") / "lake"
-    summary = dicom_headers.scan_directory(shared_dicom_dir, lake, delivery_date=None, progress=False)
+    summary = scanning.scan_directory(shared_dicom_dir, lake, delivery_date=None, progress=False)
     instances = {row["source_file"]: row for row in rows(lake, "dicom_instances")}
     return lake, summary, instances
 
@@ -92,7 +92,7 @@ def test_duplicate_uid_file_is_a_second_row_with_its_own_sha256(scanned):
 
 def test_rescan_adds_nothing(scanned, shared_dicom_dir):
     lake, _, _ = scanned
-    again = dicom_headers.scan_directory(shared_dicom_dir, lake, delivery_date=None, progress=False)
+    again = scanning.scan_directory(shared_dicom_dir, lake, delivery_date=None, progress=False)
     assert (again.files_landed, again.files_skipped, again.dicom_instances) == (0, 8, 0)
     assert len(rows(lake, "dicom_instances")) == 7
 
@@ -106,7 +106,7 @@ def odd_images(shared_dicom_dir, tmp_path):
     images = tmp_path / "delivery" / "images"
     images.mkdir(parents=True)
     uncr = (shared_dicom_dir / RG1_UNCR).read_bytes()
-    (images / "good.dcm").symlink_to(shared_dicom_dir / RG1_UNCR)
+    (images / "good.dcm").write_bytes(uncr)  # a copy: a symlink out of the delivery is refused (issue 9)
     (images / "cut_in_pixels.dcm").write_bytes(uncr[:100_000])
     (images / "cut_in_header.dcm").write_bytes(uncr[:1_500])
     (images / "garbage.dcm").write_bytes(random.Random(7).randbytes(4_000))

@@ -5,6 +5,7 @@ Each test lands into its own lake under tmp_path and reads the Parquet back: no 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -374,3 +375,85 @@ def test_cli_exits_non_zero_with_the_path_on_stderr(tmp_path, capsys):
     code = main(["land", "--input", str(missing), "--lake", str(tmp_path / "lake"), "--no-progress"])
     assert code == 1
     assert str(missing) in capsys.readouterr().err
+
+
+# --- hostile deliveries (issue 9 items 1 and 5) -----------------------------------
+
+HOST_SECRET = "root:$6$not-a-real-hash-but-a-host-secret:19000:0:99999:7:::"
+
+
+def quarantine_and_staging_text(lake: Path) -> str:
+    """Everything the raw quarantine and manifest hold, as text (what the staging views read)."""
+    return json.dumps([rows(lake, "quarantine"), rows(lake, "landed_files")], default=str)
+
+
+def test_a_symlink_out_of_the_delivery_is_quarantined_and_nothing_of_it_is_read(tmp_path):
+    secret = tmp_path / "host" / "shadow"  # stands in for /etc/shadow
+    secret.parent.mkdir()
+    secret.write_text(json.dumps([{"content": {"id": 666, "source": HOST_SECRET}}]))
+    delivery = write_delivery(tmp_path / "delivery")
+    (delivery / "exam" / "z_shadow.json").symlink_to(secret)
+    (delivery / "medical_report" / "z_shadow.json").symlink_to(secret)
+    (delivery / "images").mkdir()
+    (delivery / "images" / "shadow.dcm").symlink_to(secret)
+    (delivery / "exam" / "z_inside.json").symlink_to(delivery / "exam" / "h_labels.json")  # inside: lands
+    lake = tmp_path / "lake"
+    summary = landing.land(delivery, lake, delivery_date=None, workers=1, progress=False)
+    refused = {q["source_file"]: q for q in rows(lake, "quarantine") if q["reason_code"] == "outside_delivery_root"}
+    assert set(refused) == {"exam/z_shadow.json", "medical_report/z_shadow.json", "images/shadow.dcm"}
+    assert all(q["raw_excerpt"] is None and q["source_file_sha256"] == "" for q in refused.values())
+    assert summary.quarantined["outside_delivery_root"] == 3
+    assert "666" not in {exam["id"] for exam in rows(lake, "exams")}
+    assert "exam/z_inside.json" in {exam["source_file"] for exam in rows(lake, "exams")}
+    every_byte = b"".join(p.read_bytes() for p in lake.rglob("*.parquet"))
+    assert b"host-secret" not in every_byte
+    assert "host-secret" not in quarantine_and_staging_text(lake)
+    secret_sha = hashlib.sha256(secret.read_bytes()).hexdigest()
+    assert secret_sha.encode() not in every_byte
+
+
+def test_a_record_nested_a_thousand_levels_deep_is_quarantined_while_the_rest_lands(tmp_path):
+    deep = "[" * 1000 + "]" * 1000
+    delivery = write_delivery(tmp_path / "delivery")
+    (delivery / "exam" / "z_deep.json").write_text(
+        f'[{{"content": {{"id": 900}}}}, {{"content": {{"id": 901, "source": {deep}}}}}]'
+    )
+    (delivery / "exam" / "z_deeper.json").write_text(f'[{{"content": {{"id": 902, "x": {"[" * 5000 + "]" * 5000}}}}}]')
+    lake = tmp_path / "lake"
+    summary = landing.land(delivery, lake, delivery_date=None, workers=1, progress=False)
+    found = {(q["source_file"], q["record_position"]): q["reason_code"] for q in rows(lake, "quarantine")}
+    assert found[("exam/z_deep.json", 1)] == "too_deeply_nested"
+    assert found[("exam/z_deeper.json", None)] == "invalid_json"  # past orjson's 1024 levels: the file is not JSON
+    assert "900" in {exam["id"] for exam in rows(lake, "exams")}
+    assert summary.files_landed["exam"] == len(EXAM_FILES) + 2
+
+
+def test_a_file_name_that_is_not_utf8_is_quarantined_while_the_rest_lands(tmp_path):
+    delivery = write_delivery(tmp_path / "delivery")
+    bad_name = os.path.join(os.fsencode(delivery / "exam"), b"caf\xe9.json")
+    with open(bad_name, "wb") as handle:
+        handle.write(json.dumps([exam(77)]).encode())
+    lake = tmp_path / "lake"
+    summary = landing.land(delivery, lake, delivery_date=None, workers=1, progress=False)
+    bad = [q for q in rows(lake, "quarantine") if q["reason_code"] == "file_name_not_utf8"]
+    assert [q["source_file"] for q in bad] == ["exam/caf\\xe9.json"]
+    assert summary.files_landed["exam"] == len(EXAM_FILES)
+    assert "77" not in {exam["id"] for exam in rows(lake, "exams")}
+    code = main(["land", "--input", str(delivery), "--lake", str(lake), "--no-progress", "--format", "json"])
+    assert code == 0
+
+
+def test_a_dangling_symlink_quarantine_row_survives_the_next_land_of_another_delivery(tmp_path):
+    first = tmp_path / "first"
+    (first / "images").mkdir(parents=True)
+    (first / "images" / "gone.dcm").symlink_to(tmp_path / "removed-before-landing.dcm")
+    lake = tmp_path / "lake"
+    landing.land(first, lake, delivery_date=None, workers=1, progress=False)
+    gone = [q for q in rows(lake, "quarantine") if q["source_file"] == "images/gone.dcm"]
+    assert [q["reason_code"] for q in gone] == ["unreadable_file"]
+    other = write_delivery(tmp_path / "other")
+    summary = landing.land(other, lake, delivery_date=None, workers=1, progress=False)
+    assert summary.orphan_parts_removed == 0
+    assert [q["reason_code"] for q in rows(lake, "quarantine") if q["source_file"] == "images/gone.dcm"] == [
+        "unreadable_file"
+    ]

@@ -11,15 +11,27 @@ from pathlib import Path
 import pytest
 
 from medlake.errors import OrthancError
+from medlake.pacs.orthanc_cli import cli_action
 from medlake.pacs.orthanc_client import ALREADY_STORED, FAILED, SUCCESS, OrthancClient, OrthancSettings
-from medlake.pacs.orthanc_server import STATUS_DOWN_EXIT, OrthancServer, cli_action, find_free_port
+from medlake.pacs.orthanc_server import STATUS_DOWN_EXIT, OrthancServer, find_free_port
 
 SIIM = "chest/torchxrayvision__1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm"
 FAKE_MONO1 = "edge_cases/torchxrayvision__Fake_MONOHR1.dcm"
 NO_META = "edge_cases/fo-dicom__CR-MONO1-10-chest.dcm"
 
 
-def test_generated_config_is_loopback_only_with_auth_and_no_dicom_port(tmp_path):
+@pytest.fixture
+def no_orthanc_env(monkeypatch):
+    """No credentials or storage from the environment: what a fresh shell has."""
+    for name in ("ORTHANC_USERNAME", "ORTHANC_PASSWORD", "MEDLAKE_ORTHANC_STORAGE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _others_can_read(path: Path) -> bool:
+    return bool(stat.S_IMODE(path.stat().st_mode) & 0o077)
+
+
+def test_generated_config_is_loopback_only_with_auth_and_no_dicom_port(tmp_path, no_orthanc_env):
     config = OrthancServer(port=18999, storage=tmp_path, username="u", password="p").config()
     assert config["RemoteAccessAllowed"] is False
     assert config["AuthenticationEnabled"] is True
@@ -32,22 +44,84 @@ def test_generated_config_is_loopback_only_with_auth_and_no_dicom_port(tmp_path)
     with_dicom = OrthancServer(port=18999, storage=tmp_path, dicom_port=14242).config()
     assert with_dicom["DicomServerEnabled"] is True
     assert with_dicom["DicomPort"] == 14242
+    assert with_dicom["DicomAlwaysAllowStore"] is False and with_dicom["DicomCheckModalityHost"] is True
+    (sender,) = with_dicom["DicomModalities"].values()
+    assert (sender["AET"], sender["Host"]) == ("MEDLAKE_SCU", "127.0.0.1")  # loopback by default
+    # No password given: one was generated for this storage, never the old medlake:medlake.
+    ((user, password),) = with_dicom["RegisteredUsers"].items()
+    assert user == "medlake" and password != "medlake" and len(password) >= 32
+
+
+def test_clients_find_the_storage_password_and_the_environment_overrides_it(tmp_path, no_orthanc_env, monkeypatch):
+    storage = tmp_path / "orthanc"
+    generated = OrthancServer(port=18999, storage=storage).credentials()
+    monkeypatch.chdir(tmp_path)  # the default storage, data/orthanc, does not exist here
+    missing = OrthancSettings.from_env()
+    assert missing.password == "" and "none found" in missing.credentials_source
+    monkeypatch.setenv("MEDLAKE_ORTHANC_STORAGE", str(storage))
+    found = OrthancSettings.from_env()
+    assert (found.username, found.password) == (generated.username, generated.password)
+    assert "password" not in repr(found) and generated.password not in repr(generated)
+    monkeypatch.setenv("ORTHANC_PASSWORD", "set-by-the-operator")
+    assert OrthancSettings.from_env().password == "set-by-the-operator"
+    assert OrthancServer(port=18999, storage=tmp_path / "other").password == "set-by-the-operator"
+    assert not (tmp_path / "other" / "credentials.json").exists()  # nothing generated when the env decides
 
 
 @pytest.mark.orthanc
-def test_cli_start_status_stop_round_trip(orthanc_binary, tmp_path, monkeypatch, capsys):
+@pytest.mark.shared
+def test_each_storage_gets_its_own_private_password_and_nothing_is_readable_by_others(
+    orthanc_binary, tmp_path, no_orthanc_env, shared_dicom_dir
+):
+    legacy = tmp_path / "legacy"  # a storage made by an older medlake: world-readable
+    (legacy / "db").mkdir(parents=True)
+    legacy.chmod(0o755)
+    (legacy / "db").chmod(0o755)
+    first = OrthancServer(port=find_free_port(), storage=legacy, binary=orthanc_binary)
+    second = OrthancServer(port=find_free_port(), storage=tmp_path / "fresh", binary=orthanc_binary)
+    with first, second:
+        for server in (first, second):
+            credentials = server.storage / "credentials.json"
+            assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+            assert json.loads(credentials.read_text())["password"] == server.password
+            with server.client() as client:
+                client.upload_files([shared_dicom_dir / SIIM])  # Orthanc writes a file and its index
+                assert client.instance_count() == 1
+            default = OrthancClient(OrthancSettings(server.url, "medlake", "medlake"), retries=0)
+            with pytest.raises(OrthancError, match="rejected the credentials"):
+                default.system()
+            readable = [p for p in [server.storage, *server.storage.rglob("*")] if _others_can_read(p)]
+            assert readable == [], f"readable by group/others: {readable}"
+        assert first.password != second.password
+        # A later start of the same storage (or any client of it) reads the same password.
+        assert OrthancServer(port=first.port, storage=legacy).password == first.password
+
+
+@pytest.mark.orthanc
+def test_cli_start_status_stop_round_trip(orthanc_binary, tmp_path, monkeypatch, capsys, no_orthanc_env):
     monkeypatch.setenv("MEDLAKE_ORTHANC_BINARY", orthanc_binary)
     port = find_free_port()
     monkeypatch.setenv("ORTHANC_URL", f"http://127.0.0.1:{port}")
     storage = tmp_path / "orthanc"
+    dicom_port = find_free_port()
     try:
-        assert cli_action("start", port=None, storage=storage, dicom_port=None) == 0
+        assert (
+            cli_action("start", port=None, storage=storage, dicom_port=dicom_port, modalities=["CR_ROOM1@10.1.2.3"])
+            == 0
+        )
+        started = capsys.readouterr().out
+        assert "C-STORE accepted only from: CR_ROOM1@10.1.2.3:104" in started
+        assert f"MEDLAKE_ORTHANC_STORAGE={storage.resolve()}" in started and "password in" in started
         pid = json.loads((storage / "orthanc.pid").read_text())["pid"]
         assert stat.S_IMODE((storage / "orthanc.json").stat().st_mode) == 0o600  # holds the password
         assert cli_action("status", port=None, storage=storage, dicom_port=None) == 0
         out = capsys.readouterr().out
         assert f"Orthanc up at http://127.0.0.1:{port}" in out
         assert str(pid) in out and "1.10.1" in out and "instances  0" in out
+        assert cli_action("status", port=None, storage=storage, dicom_port=None, fmt="json") == 0
+        status = json.loads(capsys.readouterr().out)["status"]
+        assert status["up"] is True and status["dicom_port"] == dicom_port
+        assert status["modalities"] == ["CR_ROOM1@10.1.2.3:104"]
         # A second start finds it running and does not spawn another.
         assert cli_action("start", port=None, storage=storage, dicom_port=None) == 0
         assert "already running" in capsys.readouterr().out
@@ -147,11 +221,11 @@ def test_compose_file_pins_images_binds_loopback_and_takes_credentials_from_env(
     assert env["ORTHANC__AUTHENTICATION_ENABLED"] == "true"
     assert env["ORTHANC__DICOM_SERVER_ENABLED"] == "false"
     assert "${ORTHANC_USERNAME" in env["ORTHANC__REGISTERED_USERS"]
-    assert "${ORTHANC_PASSWORD" in env["ORTHANC__REGISTERED_USERS"]
+    assert "${ORTHANC_PASSWORD:?" in env["ORTHANC__REGISTERED_USERS"]  # required: no default password
     medlake = compose["services"]["medlake"]
     assert medlake["build"] == "."
     assert medlake["environment"]["ORTHANC_URL"] == "http://orthanc:8042"
-    assert medlake["environment"]["ORTHANC_PASSWORD"].startswith("${ORTHANC_PASSWORD")
+    assert medlake["environment"]["ORTHANC_PASSWORD"].startswith("${ORTHANC_PASSWORD:?")
     for service in compose["services"].values():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), port

@@ -1,9 +1,4 @@
-{#-
-    No `source` import CTE here, on purpose: incremental models filter this view on
-    `ingested_at > <watermark>`, and DuckDB pushes that filter into the Parquet scan (skipping
-    every row group landed earlier, from its statistics) only when the cast of ingested_at sits
-    directly on the scan, not behind a `select *` layer.
--#}
+{#- no `source` import CTE, on purpose: see doc block staging_landed_tables (models/staging/_docs.md) -#}
 
 with
 

@@ -59,9 +59,9 @@ def _pacs_loop(workdir: Path, delivery: Path, lake: Path) -> int:
     with ExitStack() as stack:
         _banner("6. Orthanc PACS (Debian package, loopback only, auth on)")
         server = stack.enter_context(OrthancServer(port=find_free_port(), storage=workdir / "orthanc"))
-        previous_url = os.environ.get("ORTHANC_URL")
-        os.environ["ORTHANC_URL"] = server.url
-        stack.callback(_restore_env, "ORTHANC_URL", previous_url)
+        for name, value in server.client_env().items():  # URL + the storage whose password clients read
+            stack.callback(_restore_env, name, os.environ.get(name))
+            os.environ[name] = value
         print(f"Orthanc {server.url} (storage {workdir / 'orthanc'})")
 
         _banner("7. upload DICOMs -> TorchXRayVision -> DICOM SR -> Orthanc -> predictions in the lake")

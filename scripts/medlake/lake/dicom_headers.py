@@ -1,4 +1,7 @@
-"""Header-only DICOM reading into ``raw/dicom_instances``, and ``medlake scan-dicom``.
+"""The ONE hardened DICOM reader (:func:`read_dicom`), and one header as a ``raw/dicom_instances`` row.
+
+A leaf module: it imports nothing of medlake but its errors, so the lake, ``scan-dicom`` and
+the PACS loop can all use it.
 
 Only the header is read (``stop_before_pixels``): a CR can be 7 MB of pixels behind a few
 KB of header. Files without preamble or file meta (a bare dataset, e.g. the classic
@@ -16,16 +19,14 @@ quarantined (``unreadable_dicom``).
 
 from __future__ import annotations
 
-import datetime as dt
+import os
 import struct
-import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from medlake.errors import DicomError, LandingError
+from medlake.errors import DicomError
 
 # (raw_schema column, DICOM keyword) for the text columns of DICOM_INSTANCES.
 TEXT_ATTRIBUTES: tuple[tuple[str, str], ...] = (
@@ -137,122 +138,61 @@ def _check_pixel_data_fits(handle: Any, stopped_at: int, file_size: int, dataset
         raise DicomError(f"pixel data truncated: {length} bytes declared, {present} present")
 
 
-def read_header(path: Path, *, file_size: int) -> dict[str, Any]:
-    """Read one file's DICOM header into DICOM_INSTANCES' non-lineage columns (except file_name).
+def read_dicom(source: Path | BinaryIO, *, file_size: int | None = None, pixels: bool = False) -> Any:
+    """Read a DICOM instance, refusing what pydicom would accept half-read; a ``pydicom.Dataset``.
 
-    Raises DicomError with a one-line reason when the file is not a readable DICOM instance.
+    ``source`` is a path or a seekable binary file object, read from its start (the lake passes the
+    descriptor :class:`medlake.lake.files.DeliveryRoot` opened, so nothing is re-opened by
+    name). The header is read first (``stop_before_pixels``) and checked: no element runs
+    past the end of the file, a defined-length Pixel Data fits, a header without pixel data
+    is not an image header and does not end in a torn element, the SOP Instance UID is
+    there. With ``pixels=True`` the whole dataset is then read (pixels decoded lazily by
+    pydicom, which needs the PACS extra's decoders for compressed syntaxes). Raises
+    :class:`~medlake.errors.DicomError` with a one-line reason.
     """
-    import pydicom  # heavy; only image landing needs it
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as handle:
+            return read_dicom(handle, file_size=file_size, pixels=pixels)
+    import pydicom  # heavy; only image landing and the PACS loop need it
 
+    size = file_size if file_size is not None else source.seek(0, os.SEEK_END)
+    source.seek(0)
     with warnings.catch_warnings():
         # pydicom warns about every odd value in real-world headers; the lake keeps the raw text.
         warnings.simplefilter("ignore")
         try:
-            with open(path, "rb") as handle:
-                dataset = pydicom.dcmread(handle, stop_before_pixels=True, force=True)
-                stopped_at = handle.tell()
-                last_end = _check_not_truncated(dataset, file_size)
-                if stopped_at >= file_size:
-                    _check_ends_cleanly(dataset, last_end, file_size)
-                else:
-                    _check_pixel_data_fits(handle, stopped_at, file_size, dataset)
-            meta = dataset.file_meta
-            row: dict[str, Any] = {"has_file_meta": len(meta) > 0}
-            for column, keyword in TEXT_ATTRIBUTES:
-                row[column] = _text(dataset.get(keyword))
-            for column, keyword in INT_ATTRIBUTES:
-                row[column] = _int(dataset.get(keyword))
-            row["photometric_interpretation"] = _text(dataset.get("PhotometricInterpretation"))
-            row["transfer_syntax_uid"] = _text(meta.get("TransferSyntaxUID"))
+            dataset = pydicom.dcmread(source, stop_before_pixels=True, force=True)
+            stopped_at = source.tell()
+            last_end = _check_not_truncated(dataset, size)
+            if stopped_at >= size:
+                _check_ends_cleanly(dataset, last_end, size)
+            else:
+                _check_pixel_data_fits(source, stopped_at, size, dataset)
+            if pixels:
+                source.seek(0)
+                dataset = pydicom.dcmread(source, force=True)
         except DicomError:
             raise
         except Exception as exc:  # pydicom raises many types on hostile bytes; all mean "unreadable"
             reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
             raise DicomError(f"cannot parse DICOM header: {reason[:300]}") from exc
-    if row["sop_instance_uid"] is None:
+    if not _text(dataset.get("SOPInstanceUID")):
         raise DicomError("no SOP Instance UID in the header (not a DICOM instance, or cut short)")
+    return dataset
+
+
+def read_header(source: Path | BinaryIO, *, file_size: int) -> dict[str, Any]:
+    """One file's DICOM header as DICOM_INSTANCES' non-lineage columns (except file_name).
+
+    Raises DicomError with a one-line reason when the file is not a readable DICOM instance.
+    """
+    dataset = read_dicom(source, file_size=file_size)
+    meta = dataset.file_meta
+    row: dict[str, Any] = {"has_file_meta": len(meta) > 0}
+    for column, keyword in TEXT_ATTRIBUTES:
+        row[column] = _text(dataset.get(keyword))
+    for column, keyword in INT_ATTRIBUTES:
+        row[column] = _int(dataset.get(keyword))
+    row["photometric_interpretation"] = _text(dataset.get("PhotometricInterpretation"))
+    row["transfer_syntax_uid"] = _text(meta.get("TransferSyntaxUID"))
     return row
-
-
-# --- medlake scan-dicom ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScanSummary:
-    """What ``medlake scan-dicom`` did."""
-
-    input_dir: str
-    lake: str
-    delivery_date: str
-    files_seen: int
-    files_landed: int
-    files_skipped: int
-    dicom_instances: int
-    media_types: dict[str, int] = field(default_factory=dict)
-    quarantined: dict[str, int] = field(default_factory=dict)
-    ignored_entries: tuple[str, ...] = ()  # FIFOs, sockets, devices: listed, never read
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "input_dir": self.input_dir,
-            "lake": self.lake,
-            "delivery_date": self.delivery_date,
-            "files_seen": self.files_seen,
-            "files_landed": self.files_landed,
-            "files_skipped_already_landed": self.files_skipped,
-            "dicom_instances": self.dicom_instances,
-            "media_types": dict(sorted(self.media_types.items())),
-            "quarantined": dict(sorted(self.quarantined.items())),
-            "ignored_entries": list(self.ignored_entries),
-            "seconds": round(self.seconds, 3),
-        }
-
-    def render(self) -> str:
-        lines = [
-            f"scan-dicom {self.input_dir} -> {self.lake} (delivery_date={self.delivery_date})",
-            f"  files seen       {self.files_seen:>8}",
-            f"  files landed     {self.files_landed:>8}",
-            f"  already landed   {self.files_skipped:>8}  (skipped: same path and sha256 in the manifest)",
-            f"  DICOM instances  {self.dicom_instances:>8}",
-        ]
-        for media_type, count in sorted(self.media_types.items()):
-            lines.append(f"  media {media_type:<28} {count:>6}")
-        if self.quarantined:
-            for reason_code, count in sorted(self.quarantined.items()):
-                lines.append(f"  quarantined {reason_code:<22} {count:>6}")
-        else:
-            lines.append("  quarantined             0")
-        if self.ignored_entries:
-            lines.append(f"  ignored (not regular files): {', '.join(self.ignored_entries)}")
-        lines.append(f"  took {self.seconds:.2f} s")
-        return "\n".join(lines)
-
-
-def scan_directory(input_dir: Path, lake: Path, *, delivery_date: dt.date | None, progress: bool = True) -> ScanSummary:
-    """Index every file under ``input_dir`` (recursive) into image_files, and DICOM headers into
-    dicom_instances, through the same code path as ``land``'s ``images/``. Re-running adds nothing."""
-    from medlake.lake import landing  # landing imports this module; import here to keep the graph acyclic
-
-    started = time.perf_counter()
-    input_dir = Path(input_dir)
-    if not input_dir.is_dir():
-        raise LandingError(f"input directory not found: {input_dir}")
-    not_files: list[str] = []
-    relpaths = landing.list_files(input_dir, "", not_files)
-    result = landing.land_tasks(
-        input_dir, Path(lake), {landing.IMAGE: relpaths}, delivery_date=delivery_date, workers=None, progress=progress
-    )
-    return ScanSummary(
-        input_dir=str(input_dir),
-        lake=str(lake),
-        delivery_date=result.delivery_date.isoformat(),
-        files_seen=len(relpaths),
-        files_landed=result.files_landed.get(landing.IMAGE, 0),
-        files_skipped=result.files_skipped.get(landing.IMAGE, 0),
-        dicom_instances=result.rows.get("dicom_instances", 0),
-        media_types=dict(result.media_types),
-        quarantined=dict(result.quarantined),
-        ignored_entries=tuple(not_files),
-        seconds=time.perf_counter() - started,
-    )

@@ -11,28 +11,42 @@ than silently indexed as opaque bytes.
 
 from __future__ import annotations
 
-import hashlib
 import struct
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-DICOM_MEDIA_TYPE = "application/dicom"
-OCTET_STREAM = "application/octet-stream"
+from medlake.errors import DicomError
+from medlake.lake import raw_schema
+from medlake.lake.dicom_headers import read_header
+from medlake.lake.files import HEAD_BYTES, FileDigest, hash_stream
+from medlake.lake.parts import TableColumns
+from medlake.lake.records import Quarantine
+from medlake.vocab import Entity, MediaType, QuarantineReason
+
+DICOM_MEDIA_TYPE = MediaType.DICOM
+OCTET_STREAM = MediaType.OCTET_STREAM
 DICOM_EXTENSIONS = (".dcm", ".dicom", ".dic")
+__all__ = [
+    "HEAD_BYTES",
+    "FileFacts",
+    "ImageIndex",
+    "claims_dicom",
+    "looks_like_bare_dicom",
+    "read_file_facts",
+    "sniff_media_type",
+]
 
-# Enough for every magic number, and for a first look at a bare DICOM dataset.
-HEAD_BYTES = 4096
-_HASH_BLOCK = 1 << 20
-
-_MAGIC: tuple[tuple[int, bytes, str], ...] = (
-    (128, b"DICM", DICOM_MEDIA_TYPE),
-    (0, b"%PDF", "application/pdf"),
-    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
-    (0, b"\xff\xd8\xff", "image/jpeg"),
-    (0, b"GIF87a", "image/gif"),
-    (0, b"GIF89a", "image/gif"),
-    (0, b"II*\x00", "image/tiff"),
-    (0, b"MM\x00*", "image/tiff"),
+_MAGIC: tuple[tuple[int, bytes, MediaType], ...] = (
+    (128, b"DICM", MediaType.DICOM),
+    (0, b"%PDF", MediaType.PDF),
+    (0, b"\x89PNG\r\n\x1a\n", MediaType.PNG),
+    (0, b"\xff\xd8\xff", MediaType.JPEG),
+    (0, b"GIF87a", MediaType.GIF),
+    (0, b"GIF89a", MediaType.GIF),
+    (0, b"II*\x00", MediaType.TIFF),
+    (0, b"MM\x00*", MediaType.TIFF),
 )
 
 # Groups a bare (preamble-less) dataset starts with: file meta (0002) or identification (0008).
@@ -71,14 +85,48 @@ def claims_dicom(file_name: str, head: bytes) -> bool:
 
 
 def read_file_facts(path: Path) -> FileFacts:
-    """Hash a file in blocks (images can be large) and keep its first bytes for sniffing."""
-    digest = hashlib.sha256()
-    size = 0
-    head = b""
+    """Size, sha256 and sniffed media type of a file the caller trusts (not a delivery's: see lake.files)."""
     with open(path, "rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            if not head:
-                head = block[:HEAD_BYTES]
-            digest.update(block)
-            size += len(block)
-    return FileFacts(size_bytes=size, sha256=digest.hexdigest(), media_type=sniff_media_type(head), head=head)
+        digest = hash_stream(handle)
+    return FileFacts(digest.size_bytes, digest.sha256, sniff_media_type(digest.head), digest.head)
+
+
+class ImageIndex:
+    """The image_files and dicom_instances rows of one batch."""
+
+    def __init__(self, quarantine: Quarantine) -> None:
+        self.quarantine = quarantine
+        self.images = TableColumns(raw_schema.IMAGE_FILES)
+        self.dicoms = TableColumns(raw_schema.DICOM_INSTANCES)
+        self.media_types: Counter[str] = Counter()
+
+    def add(self, file_index: int, file_name: str, handle: BinaryIO, digest: FileDigest) -> int:
+        """Index one image file (hashed already; ``handle`` open on it); returns 1 if quarantined, else 0.
+
+        A file that looks like DICOM has its header read from the same open file; one that
+        *claims* DICOM (magic or extension) and cannot be read is quarantined, and still indexed.
+        """
+        media_type = sniff_media_type(digest.head)
+        claimed = claims_dicom(file_name, digest.head)
+        header = None
+        if claimed or looks_like_bare_dicom(digest.head):
+            try:
+                header = read_header(handle, file_size=digest.size_bytes)
+                media_type = MediaType.DICOM
+            except DicomError as exc:
+                if claimed:
+                    code = QuarantineReason.UNREADABLE_DICOM
+                    self.quarantine.add(file_index, Entity.IMAGE, None, None, code, str(exc), None)
+        images = self.images
+        images.file_of.append(file_index)
+        images["file_name"].append(file_name)
+        images["size_bytes"].append(digest.size_bytes)
+        images["media_type"].append(media_type)
+        images["is_dicom"].append(header is not None)
+        self.media_types[media_type] += 1
+        if header is not None:
+            self.dicoms.file_of.append(file_index)
+            self.dicoms["file_name"].append(file_name)
+            for column, value in header.items():
+                self.dicoms[column].append(value)
+        return 1 if claimed and header is None else 0

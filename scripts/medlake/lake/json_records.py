@@ -16,23 +16,34 @@ implausible in deliveries and would land as their float text.
 from __future__ import annotations
 
 import json
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from medlake.vocab import FileLayout, QuarantineReason
+
 UTF8_BOM = b"\xef\xbb\xbf"
 EXCERPT_CHARS = 500
 
-# Reason codes (see raw_schema.QUARANTINE).
-INVALID_JSON = "invalid_json"
-NOT_UTF8 = "not_utf8"
-UNREADABLE_FILE = "unreadable_file"
-RECORD_NOT_OBJECT = "record_not_object"
-MISSING_CONTENT = "missing_content"
-CONTENT_NOT_OBJECT = "content_not_object"
-LABELS_NOT_LIST = "labels_not_list"
-LABEL_NOT_OBJECT = "label_not_object"
+# Reason codes (medlake.vocab.QuarantineReason), by their short names.
+INVALID_JSON = QuarantineReason.INVALID_JSON
+NOT_UTF8 = QuarantineReason.NOT_UTF8
+UNREADABLE_FILE = QuarantineReason.UNREADABLE_FILE
+RECORD_NOT_OBJECT = QuarantineReason.RECORD_NOT_OBJECT
+MISSING_CONTENT = QuarantineReason.MISSING_CONTENT
+CONTENT_NOT_OBJECT = QuarantineReason.CONTENT_NOT_OBJECT
+LABELS_NOT_LIST = QuarantineReason.LABELS_NOT_LIST
+LABEL_NOT_OBJECT = QuarantineReason.LABEL_NOT_OBJECT
+TOO_DEEPLY_NESTED = QuarantineReason.TOO_DEEPLY_NESTED
+
+# orjson parses up to 1024 levels but writes at most 254; a record deeper than that could not
+# be kept as raw JSON text, so it is quarantined (TOO_DEEPLY_NESTED). A file needs at least this
+# many brackets to hold one, which is what makes the check free for ordinary files.
+MAX_WRITABLE_DEPTH = 254
+_excerpt_repr = reprlib.Repr()  # a depth-capped rendering for excerpts of such records
+_excerpt_repr.maxlevel, _excerpt_repr.maxstring, _excerpt_repr.maxother = 12, 120, 120
 
 _dumps = orjson.dumps
 _loads = orjson.loads
@@ -89,7 +100,7 @@ class ParsedFile:
     objects (no wrapper per record) because landing walks millions of them.
     """
 
-    layout: str  # 'array' | 'object' | 'scalar' | 'json_lines' | 'empty' | 'rejected'
+    layout: FileLayout
     records: list[Any]
     error_code: str | None = None
     error: str | None = None
@@ -142,18 +153,43 @@ def parse_delivery_file(data: bytes) -> ParsedFile:
     """Parse a delivery file's bytes into record slots or a file-level rejection."""
     body = data[len(UTF8_BOM) :] if data.startswith(UTF8_BOM) else data
     if not body.strip():
-        return ParsedFile("empty", [])
+        return ParsedFile(FileLayout.EMPTY, [])
     try:
         value = _loads(body)
     except _JSONDecodeError as exc:
         lines = _json_lines(body)
         if lines is not None:
-            return ParsedFile("json_lines", lines)
+            return ParsedFile(FileLayout.JSON_LINES, lines)
         code, reason = _decode_error(body, exc)
-        return ParsedFile("rejected", [], error_code=code, error=reason, excerpt=excerpt_of_bytes(body))
+        return ParsedFile(FileLayout.REJECTED, [], error_code=code, error=reason, excerpt=excerpt_of_bytes(body))
     if value.__class__ is list:
-        return ParsedFile("array", value)
+        return ParsedFile(FileLayout.ARRAY, value)
     if value.__class__ is dict:
-        return ParsedFile("object", [value])
+        return ParsedFile(FileLayout.OBJECT, [value])
     # A bare number, string or null: one record that is not an object (quarantined by the caller).
-    return ParsedFile("scalar", [value])
+    return ParsedFile(FileLayout.SCALAR, [value])
+
+
+def guard_depth(data: bytes, records: list[Any]) -> list[Any]:
+    """``records`` with each record nested too deeply to write back as JSON replaced by a LineError.
+
+    Free for ordinary files: only a file with more than MAX_WRITABLE_DEPTH brackets is checked
+    record by record (a real record has a few dozen).
+    """
+    if data.count(b"[") + data.count(b"{") <= MAX_WRITABLE_DEPTH:
+        return records
+    checked = list(records)
+    for position, record in enumerate(checked):
+        if record.__class__ is LineError:
+            continue
+        try:
+            _dumps(record)
+        except TypeError as exc:
+            if "Recursion" not in str(exc):
+                continue  # not depth: compact_json's fallback writes it
+            checked[position] = LineError(
+                TOO_DEEPLY_NESTED,
+                f"record {position} is nested more than {MAX_WRITABLE_DEPTH} levels deep",
+                _excerpt_repr.repr(record)[:EXCERPT_CHARS],
+            )
+    return checked

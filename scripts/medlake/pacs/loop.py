@@ -43,6 +43,7 @@ from medlake.errors import DicomError, LakeError
 from medlake.lake import layout as lake_io
 from medlake.lake.raw_schema import RAW_TABLES
 from medlake.pacs import sr_builder, weights
+from medlake.pacs.instance_identity import StoredCopies
 from medlake.pacs.orthanc_client import (
     ALREADY_STORED,
     FAILED,
@@ -52,6 +53,7 @@ from medlake.pacs.orthanc_client import (
     OrthancSettings,
     UploadOutcome,
 )
+from medlake.pacs.sr_numbering import SrInstanceNumbers
 from medlake.pacs.weights import ModelIdentity
 
 UNTRAINED_WARNING = (
@@ -307,7 +309,7 @@ def _choose_for_model(
     notes: dict[str, str] = {}
     chosen: list[SourceFile] = []
     first_by_uid: dict[str, str] = {}
-    stored_md5: dict[str, str] = {}
+    stored_copies = StoredCopies(client)
     for source in sources:
         outcome = uploads.get(source.relative)
         if outcome is None or not outcome.stored:
@@ -316,16 +318,16 @@ def _choose_for_model(
             notes[source.relative] = f"not an image (SOP Class {source.uid('SOPClassUID')}): stored, not classified"
             continue
         sop_uid = str(source.uid("SOPInstanceUID"))
-        if outcome.status == ALREADY_STORED:
-            # Orthanc keeps the first file it received for a SOP Instance UID: only classify these bytes.
-            if outcome.orthanc_id not in stored_md5:
-                stored_md5[outcome.orthanc_id] = client.stored_md5(outcome.orthanc_id)
-            if stored_md5[outcome.orthanc_id] != source.md5:
-                notes[source.relative] = (
-                    "Orthanc already holds a different file with this SOP Instance UID (first stored wins); "
-                    "not classified, as its SR would describe pixels the PACS does not have"
-                )
-                continue
+        # Orthanc keeps the first file it received for a SOP Instance UID: only classify that instance
+        # (same dataset; the file meta may differ, e.g. when Orthanc received it over DICOM).
+        if outcome.status == ALREADY_STORED and not stored_copies.holds(
+            str(outcome.orthanc_id), source.path, str(source.md5)
+        ):
+            notes[source.relative] = (
+                "Orthanc already holds a different file with this SOP Instance UID (first stored wins); "
+                "not classified, as its SR would describe pixels the PACS does not have"
+            )
+            continue
         if sop_uid in first_by_uid:
             notes[source.relative] = f"same file as {first_by_uid[sop_uid]} (same SOP Instance UID and bytes)"
             continue
@@ -409,6 +411,7 @@ def run(
         findings_by_file: dict[str, list[sr_builder.Finding]] = {}
         built: dict[str, sr_builder.BuiltSr] = {}
         sr_build_s: dict[str, float] = {}
+        sr_numbers = SrInstanceNumbers.from_orthanc(client)  # counts within each SR series, after what Orthanc holds
         errors: dict[str, str] = {}
         for source, prediction in tqdm(
             list(zip(chosen, predictions, strict=True)), desc="build SR", unit="SR", disable=not progress
@@ -431,7 +434,13 @@ def run(
             findings_by_file[source.relative] = findings
             one = time.perf_counter()
             try:
-                built[source.relative] = sr_builder.build_sr(source.header, findings, identity)
+                built[source.relative] = sr_builder.build_sr(
+                    source.header,
+                    findings,
+                    identity,
+                    run_at=predicted_at,
+                    instance_number=sr_numbers.for_source(source.header, identity),
+                )
             except DicomError as exc:
                 errors[source.relative] = f"SR not built: {exc}"
             sr_build_s[source.relative] = time.perf_counter() - one

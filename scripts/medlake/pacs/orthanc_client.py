@@ -1,9 +1,11 @@
 """Talking to Orthanc over its REST API (pyorthanc): upload, look up, and check placement.
 
-Credentials and URL come from the environment (``ORTHANC_URL``, ``ORTHANC_USERNAME``,
-``ORTHANC_PASSWORD``) with local-only defaults. Uploads retry connection-level failures
-(refused, reset, timed out) with exponential backoff; an HTTP error answer from Orthanc
-(e.g. 400 "Bad file format") is final and reported with Orthanc's own explanation.
+The URL comes from ``ORTHANC_URL`` (default ``http://127.0.0.1:8042``); the credentials from
+``ORTHANC_USERNAME``/``ORTHANC_PASSWORD`` or else the random password ``medlake orthanc start``
+generated for its storage (:mod:`medlake.pacs.orthanc_credentials`); there is no default password.
+Uploads retry connection-level failures (refused, reset, timed out) with exponential backoff; an
+HTTP error answer from Orthanc (e.g. 400 "Bad file format") is final and reported with Orthanc's
+own explanation.
 ``AlreadyStored`` is a success: the instance is in the PACS, which is what a re-run needs.
 """
 
@@ -13,17 +15,17 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 from pyorthanc import Orthanc
 
 from medlake.errors import OrthancError
+from medlake.pacs import orthanc_credentials
+from medlake.pacs.orthanc_credentials import PASSWORD_ENV, STORAGE_ENV
 
 DEFAULT_URL = "http://127.0.0.1:8042"
-DEFAULT_USERNAME = "medlake"
-DEFAULT_PASSWORD = "medlake"  # local-only default for a loopback server medlake starts itself
 
 SUCCESS = "Success"
 ALREADY_STORED = "AlreadyStored"
@@ -36,15 +38,18 @@ STORED_STATUSES = frozenset({SUCCESS, ALREADY_STORED})
 class OrthancSettings:
     url: str
     username: str
-    password: str
+    password: str = field(repr=False)
+    credentials_source: str = "given explicitly"
 
     @classmethod
     def from_env(cls, url: str | None = None) -> OrthancSettings:
-        return cls(
-            url=(url or os.environ.get("ORTHANC_URL") or DEFAULT_URL).rstrip("/"),
-            username=os.environ.get("ORTHANC_USERNAME", DEFAULT_USERNAME),
-            password=os.environ.get("ORTHANC_PASSWORD", DEFAULT_PASSWORD),
-        )
+        """URL from ``ORTHANC_URL``; credentials from the environment or the default storage's file."""
+        url = (url or os.environ.get("ORTHANC_URL") or DEFAULT_URL).rstrip("/")
+        found = orthanc_credentials.resolve()
+        if found is None:
+            where = orthanc_credentials.credentials_path(orthanc_credentials.default_storage())
+            return cls(url, orthanc_credentials.DEFAULT_USERNAME, "", f"none found ({PASSWORD_ENV} unset, no {where})")
+        return cls(url, found.username, found.password, found.source)
 
 
 @dataclass(frozen=True)
@@ -145,8 +150,9 @@ class OrthancClient:
             ) from exc
         if response.status_code == 401:
             raise OrthancError(
-                f"Orthanc at {self.settings.url} rejected the credentials of user "
-                f"{self.settings.username!r} (set ORTHANC_USERNAME / ORTHANC_PASSWORD)"
+                f"Orthanc at {self.settings.url} rejected the credentials of user {self.settings.username!r} "
+                f"(from {self.settings.credentials_source}). For an Orthanc started by `medlake orthanc start "
+                f"--storage DIR` set {STORAGE_ENV}=DIR; otherwise set ORTHANC_USERNAME / {PASSWORD_ENV}"
             )
         if response.status_code >= 400:
             raise OrthancError(f"Orthanc {what} failed: {_orthanc_explanation(response)}")

@@ -3,17 +3,20 @@
 medlake runs the Debian package's ``Orthanc`` binary (1.10.1) itself; no system service
 is involved. The generated configuration keeps it local and closed:
 
-* ``RemoteAccessAllowed: false``: Orthanc has no bind-address option, so this is what
-  refuses every client that is not on the loopback interface;
-* ``AuthenticationEnabled: true`` with one user from ``ORTHANC_USERNAME`` /
-  ``ORTHANC_PASSWORD`` (local-only defaults ``medlake`` / ``medlake``);
-* the DICOM (C-STORE etc.) server is off unless ``--dicom-port`` is given; no plugins;
-  no WebDAV; existing instances are never overwritten (a re-upload is ``AlreadyStored``).
+* ``RemoteAccessAllowed: false``: Orthanc has no bind-address option (it listens on every
+  interface), so this is what makes the HTTP server refuse every client not on loopback;
+* ``AuthenticationEnabled: true`` with one user: a random password generated per storage on
+  its first start (``credentials.json``, 0600), or ``ORTHANC_USERNAME``/``ORTHANC_PASSWORD``;
+* the DICOM server is off unless ``--dicom-port`` is given, and then accepts associations only
+  from the listed modalities (AE title + IP; :mod:`medlake.pacs.dicom_reception`);
+* no plugins; no WebDAV; existing instances are never overwritten (a re-upload is
+  ``AlreadyStored``).
 
-Everything lives in the storage directory: the index and files, ``orthanc.json`` (mode
-0600: it holds the password), ``orthanc.log`` and ``orthanc.pid``. ``stop`` sends SIGTERM,
-waits, then SIGKILLs, and only ever signals the pid it recorded when that process is still
-an Orthanc.
+Everything lives in the storage directory, mode 0700: the index and files (``db/``),
+``orthanc.json`` and ``credentials.json`` (0600: they hold the password), ``orthanc.log`` and
+``orthanc.pid``. Orthanc runs with umask 077, so nothing it writes is readable by other users.
+``stop`` sends SIGTERM, waits, then SIGKILLs, and only ever signals the pid it recorded when
+that process is still an Orthanc.
 """
 
 from __future__ import annotations
@@ -31,9 +34,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from medlake.errors import OrthancError
+from medlake.pacs import orthanc_credentials
+from medlake.pacs.dicom_reception import ORTHANC_AET, Modality, allow_list, reception_config
 from medlake.pacs.orthanc_client import OrthancClient, OrthancSettings
+from medlake.pacs.orthanc_credentials import PRIVATE_FILE_MODE, Credentials, make_private_dir
 
-DEFAULT_STORAGE = Path("data/orthanc")
+DEFAULT_STORAGE = orthanc_credentials.DEFAULT_STORAGE
+ORTHANC_UMASK = 0o077  # storage, index and log readable by the medlake user only
 DEFAULT_BINARY = "/usr/sbin/Orthanc"
 CONFIG_FILE = "orthanc.json"
 LOG_FILE = "orthanc.log"
@@ -99,16 +106,25 @@ class ServerStatus:
     instances: int | None
     storage: str
     detail: str | None = None
+    credentials: str | None = None
+    dicom_port: int | None = None
+    dicom_aet: str | None = None
+    modalities: tuple[str, ...] = ()
 
     def render(self) -> str:
         state = "up" if self.up else "down"
+        dicom = "off" if self.dicom_port is None else f"port {self.dicom_port}, AE title {self.dicom_aet}"
         lines = [
             f"Orthanc {state} at {self.url}",
             f"  pid        {self.pid if self.pid is not None else '-'}",
             f"  version    {self.version or '-'}",
             f"  instances  {self.instances if self.instances is not None else '-'}",
             f"  storage    {self.storage}",
+            f"  password   {self.credentials or '-'}",
+            f"  DICOM      {dicom}",
         ]
+        if self.dicom_port is not None:
+            lines.append(f"  senders    {', '.join(self.modalities) or 'none'}")
         if self.detail:
             lines.append(f"  note       {self.detail}")
         return "\n".join(lines)
@@ -122,6 +138,10 @@ class ServerStatus:
             "instances": self.instances,
             "storage": self.storage,
             "detail": self.detail,
+            "credentials": self.credentials,
+            "dicom_port": self.dicom_port,
+            "dicom_aet": self.dicom_aet,
+            "modalities": list(self.modalities),
         }
 
 
@@ -129,7 +149,8 @@ class OrthancServer:
     """One Orthanc process on 127.0.0.1:``port`` with its data in ``storage``.
 
     Usable as a context manager (tests, bench, demo): ``with OrthancServer(port, tmp) as s:``
-    starts it and always stops it.
+    starts it and always stops it. ``modalities`` are the DICOM senders allowed when
+    ``dicom_port`` is set (default: ``MEDLAKE_SCU`` from 127.0.0.1 only).
     """
 
     def __init__(
@@ -138,18 +159,20 @@ class OrthancServer:
         storage: Path | None = None,
         *,
         dicom_port: int | None = None,
+        aet: str = ORTHANC_AET,
+        modalities: tuple[Modality, ...] | list[Modality] = (),
         username: str | None = None,
         password: str | None = None,
         name: str = "medlake",
         binary: str | None = None,
         startup_timeout_s: float = 30.0,
     ) -> None:
-        settings = OrthancSettings.from_env()
         self.port = port or default_port()
-        self.storage = Path(storage or DEFAULT_STORAGE).resolve()
+        self.storage = Path(storage or orthanc_credentials.default_storage()).resolve()
         self.dicom_port = dicom_port
-        self.username = username or settings.username
-        self.password = password or settings.password
+        self.aet = aet
+        self.modalities = tuple(modalities) or allow_list()
+        self._given = Credentials(username or "medlake", password, "given explicitly") if password else None
         self.name = name
         self.binary = binary
         self.startup_timeout_s = startup_timeout_s
@@ -159,9 +182,34 @@ class OrthancServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def credentials(self, *, create: bool = True) -> Credentials | None:
+        """Given ones, else ORTHANC_USERNAME/PASSWORD, else the storage's file (generated if ``create``).
+
+        Resolved once: the server keeps the password it registered even if the environment changes.
+        """
+        if self._given is None:
+            found = orthanc_credentials.resolve(self.storage, create=create)
+            if found is None:
+                return None
+            self._given = found
+        return self._given
+
+    @property
+    def username(self) -> str:
+        return self.credentials().username
+
+    @property
+    def password(self) -> str:
+        return self.credentials().password
+
     @property
     def settings(self) -> OrthancSettings:
-        return OrthancSettings(url=self.url, username=self.username, password=self.password)
+        found = self.credentials()
+        return OrthancSettings(self.url, found.username, found.password, found.source)
+
+    def client_env(self) -> dict[str, str]:
+        """The environment that points medlake's clients (``pacs run``/``watch``) at this server."""
+        return {"ORTHANC_URL": self.url, orthanc_credentials.STORAGE_ENV: str(self.storage)}
 
     @property
     def config_path(self) -> Path:
@@ -180,6 +228,7 @@ class OrthancServer:
 
     def config(self) -> dict:
         db = str(self.storage / "db")
+        found = self.credentials()
         return {
             "Name": self.name,
             "StorageDirectory": db,
@@ -187,10 +236,8 @@ class OrthancServer:
             "HttpPort": self.port,
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": True,
-            "RegisteredUsers": {self.username: self.password},
-            "DicomServerEnabled": self.dicom_port is not None,
-            "DicomPort": self.dicom_port or 4242,
-            "DicomAet": "MEDLAKE",
+            "RegisteredUsers": {found.username: found.password},
+            **reception_config(self.aet, self.dicom_port, self.modalities),
             "Plugins": [],
             "WebDavEnabled": False,
             "HttpDescribeErrors": True,
@@ -219,11 +266,31 @@ class OrthancServer:
             return "(no log)"
 
     def _answers(self) -> dict | None:
+        if self.credentials(create=False) is None:
+            return None  # never started from this storage (nor told a password): nothing to ask
         try:
             with self.client(timeout_s=2.0, retries=0) as client:
                 return client.system()
         except OrthancError:
             return None
+
+    def _write_private(self, path: Path, text: str) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(path, PRIVATE_FILE_MODE)  # an older, wider file keeps its mode through O_TRUNC
+
+    def _prepare_storage(self) -> None:
+        """Storage and index 0700 (also an existing storage's), config 0600, log 0600."""
+        make_private_dir(self.storage)
+        db = self.storage / "db"
+        if db.is_dir():  # an older storage: tighten it; a new one is created by Orthanc under umask 077
+            os.chmod(db, 0o700)
+        self.credentials()  # generated on the first start of this storage
+        self._write_private(self.config_path, json.dumps(self.config(), indent=2))
+        if not self.log_path.exists():
+            self._write_private(self.log_path, "")
+        os.chmod(self.log_path, PRIVATE_FILE_MODE)
 
     def start(self) -> OrthancServer:
         """Start Orthanc and wait until ``GET /system`` answers; raises :class:`OrthancError` otherwise."""
@@ -240,12 +307,7 @@ class OrthancServer:
             raise OrthancError(f"port {self.port} is already in use on 127.0.0.1; pick another with --port")
         if self.dicom_port is not None and port_in_use(self.dicom_port):
             raise OrthancError(f"DICOM port {self.dicom_port} is already in use on 127.0.0.1")
-        self.storage.mkdir(parents=True, exist_ok=True)
-        # The config holds the password: create it private before writing.
-        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self.config(), handle, indent=2)
-        os.chmod(self.config_path, 0o600)
+        self._prepare_storage()
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 [binary, str(self.config_path)],
@@ -253,9 +315,10 @@ class OrthancServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.storage,
+                umask=ORTHANC_UMASK,
                 start_new_session=True,  # outlives `medlake orthanc start`, and Ctrl-C in the shell
             )
-        self.pid_path.write_text(json.dumps({"pid": self._process.pid, "port": self.port}) + "\n")
+        self._write_private(self.pid_path, json.dumps({"pid": self._process.pid, "port": self.port}) + "\n")
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -303,62 +366,44 @@ class OrthancServer:
             time.sleep(0.1)
         return False
 
+    def running_config(self) -> dict:
+        """The configuration the storage's Orthanc was last started with ({} if none)."""
+        try:
+            return json.loads(self.config_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
     def status(self) -> ServerStatus:
         pid = self.running_pid()
+        found = self.credentials(create=False)
+        config = self.running_config()
+        dicom_on = bool(config.get("DicomServerEnabled"))
+        common = {
+            "url": self.url,
+            "pid": pid,
+            "storage": str(self.storage),
+            "credentials": found.source if found else None,
+            "dicom_port": config.get("DicomPort") if dicom_on else None,
+            "dicom_aet": config.get("DicomAet") if dicom_on else None,
+            "modalities": tuple(
+                Modality(m["AET"], m["Host"], m["Port"]).spec for m in config.get("DicomModalities", {}).values()
+            ),
+        }
+        if found is None:
+            where = orthanc_credentials.credentials_path(self.storage)
+            detail = f"no credentials: {where} absent and ORTHANC_PASSWORD unset"
+            return ServerStatus(up=False, version=None, instances=None, detail=detail, **common)
         try:
             with self.client(timeout_s=3.0, retries=0) as client:
                 system = client.system()
                 instances = client.instance_count()
         except OrthancError as exc:
-            return ServerStatus(
-                url=self.url,
-                up=False,
-                pid=pid,
-                version=None,
-                instances=None,
-                storage=str(self.storage),
-                detail=str(exc),
-            )
-        return ServerStatus(
-            url=self.url,
-            up=True,
-            pid=pid,
-            version=str(system.get("Version")),
-            instances=instances,
-            storage=str(self.storage),
-            detail=None if pid is not None else "answering, but not started from this storage directory",
-        )
+            return ServerStatus(up=False, version=None, instances=None, detail=str(exc), **common)
+        detail = None if pid is not None else "answering, but not started from this storage directory"
+        return ServerStatus(up=True, version=str(system.get("Version")), instances=instances, detail=detail, **common)
 
     def __enter__(self) -> OrthancServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def cli_action(action: str, *, port: int | None, storage: Path | None, dicom_port: int | None) -> int:
-    """``medlake orthanc start|stop|status``. Exit 0 on success; ``status`` exits 3 when down."""
-    server = OrthancServer(port=port, storage=storage, dicom_port=dicom_port)
-    if action == "start":
-        existing = server.running_pid()
-        if existing is not None and server._answers() is not None:
-            print(f"Orthanc already running (pid {existing}) at {server.url}, storage {server.storage}")
-            return 0
-        server.start()
-        status = server.status()
-        print(f"Orthanc started: {status.url} (pid {server.read_pid()}, version {status.version})")
-        print(f"  storage {server.storage}  log {server.log_path}")
-        if server.url != OrthancSettings.from_env().url:
-            print(f"  export ORTHANC_URL={server.url}   # so `medlake pacs run` finds it")
-        return 0
-    if action == "stop":
-        if server.stop():
-            print(f"Orthanc stopped (storage {server.storage})")
-        else:
-            print(f"no Orthanc running from {server.storage}")
-        return 0
-    if action == "status":
-        status = server.status()
-        print(status.render())
-        return 0 if status.up else STATUS_DOWN_EXIT
-    raise OrthancError(f"unknown action {action!r}: expected start, stop or status")

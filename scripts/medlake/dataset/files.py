@@ -1,0 +1,176 @@
+"""Putting an export's images and reports on disk, from the lake's object store or the PACS.
+
+An image that needs no rewriting (a non-DICOM file, or any file under ``--no-deidentify``) is a
+hard link to its object when the export is on the lake's file system (no bytes copied), else a
+copy. A DICOM is rewritten de-identified (:mod:`medlake.dataset.deid`), in worker processes when
+there are many. An image whose object is not in the store (a lake landed before the store
+existed) is fetched from Orthanc when the PACS holds it. Every image ends with a status in the
+manifest: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from medlake.errors import MedlakeError
+from medlake.lake.objects import link_or_copy
+
+# Below this many DICOMs to rewrite, starting worker processes costs more than it saves.
+MIN_FILES_FOR_WORKERS = 64
+
+
+class ImageStatus(StrEnum):
+    EXPORTED = "exported"
+    NO_IMAGE = "no_image"  # the exam names no image file the lake or the PACS holds
+    MISSING_OBJECT = "missing_object"  # dim_images says landed, but the object is not in the store
+    PACS_FAILED = "pacs_failed"  # only in the PACS, and Orthanc could not return it
+    UNREADABLE_DICOM = "unreadable_dicom"  # could not be read or written for de-identification
+    BURNED_IN_ANNOTATION = "burned_in_annotation"  # pixels may show identifiers: not exported de-identified
+
+
+@dataclass(frozen=True)
+class ImageTask:
+    """One image to export: where it goes in the export, where its bytes are."""
+
+    row: int
+    destination: str  # relative to the export directory
+    object_path: str | None  # absolute path of the object in the store
+    orthanc_instance_id: str | None
+    is_dicom: bool
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    row: int
+    status: ImageStatus
+    method: str | None = None  # linked | copied | deidentified
+    detail: str | None = None
+
+
+_WORKER_DEIDENTIFIER = None
+
+
+def _init_worker(seed: str) -> None:
+    global _WORKER_DEIDENTIFIER
+    from medlake.dataset.deid import Deidentifier
+
+    _WORKER_DEIDENTIFIER = Deidentifier(seed)
+
+
+def _deidentify_one(task: ImageTask, out: str, source: str) -> ImageOutcome:
+    from medlake.dataset.deid import BurnedInAnnotationError, DeidentificationError
+
+    try:
+        _WORKER_DEIDENTIFIER.deidentify_file(Path(source), Path(out, task.destination))  # type: ignore[union-attr]
+    except BurnedInAnnotationError as exc:
+        return ImageOutcome(task.row, ImageStatus.BURNED_IN_ANNOTATION, detail=str(exc))
+    except DeidentificationError as exc:
+        return ImageOutcome(task.row, ImageStatus.UNREADABLE_DICOM, detail=str(exc))
+    return ImageOutcome(task.row, ImageStatus.EXPORTED, method="deidentified")
+
+
+def _deidentify_task(item: tuple[ImageTask, str, str]) -> ImageOutcome:
+    return _deidentify_one(*item)
+
+
+class ImageExporter:
+    """Exports a list of :class:`ImageTask` into ``out``, with a progress bar."""
+
+    def __init__(
+        self, out: Path, *, deidentify_seed: str | None, workers: int | None = None, progress: bool = True
+    ) -> None:
+        self.out = Path(out)
+        self.seed = deidentify_seed  # None: --no-deidentify, files go out as stored
+        self.workers = workers or os.cpu_count() or 1
+        self.progress = progress
+        self._pacs = None
+        self._fetched_dir: Path | None = None
+
+    def run(self, tasks: Sequence[ImageTask]) -> list[ImageOutcome]:
+        from tqdm import tqdm
+
+        outcomes: list[ImageOutcome] = []
+        rewrite: list[tuple[ImageTask, str, str]] = []
+        with tqdm(total=len(tasks), unit="image", desc="export", disable=not self.progress, mininterval=0.5) as bar:
+            for task in tasks:
+                source, failure = self._source_of(task)
+                if failure is not None:
+                    outcomes.append(failure)
+                    bar.update(1)
+                elif self.seed is not None and task.is_dicom:
+                    rewrite.append((task, str(self.out), str(source)))
+                else:
+                    method = link_or_copy(Path(source), self.out / task.destination)
+                    outcomes.append(ImageOutcome(task.row, ImageStatus.EXPORTED, method=str(method)))
+                    bar.update(1)
+            for outcome in self._deidentify_all(rewrite):
+                outcomes.append(outcome)
+                bar.update(1)
+        self._close()
+        return sorted(outcomes, key=lambda outcome: outcome.row)
+
+    def _deidentify_all(self, items: list[tuple[ImageTask, str, str]]) -> Iterator[ImageOutcome]:
+        if not items:
+            return
+        if len(items) < MIN_FILES_FOR_WORKERS or self.workers <= 1:
+            _init_worker(self.seed)  # type: ignore[arg-type]
+            yield from map(_deidentify_task, items)
+            return
+        with ProcessPoolExecutor(max_workers=self.workers, initializer=_init_worker, initargs=(self.seed,)) as pool:
+            yield from pool.map(_deidentify_task, items, chunksize=16)
+
+    def _source_of(self, task: ImageTask) -> tuple[Path | None, ImageOutcome | None]:
+        """Where the image's bytes are: the object store, else a copy fetched from Orthanc."""
+        if task.object_path and os.path.isfile(task.object_path):
+            return Path(task.object_path), None
+        if task.orthanc_instance_id:
+            try:
+                return self._fetch(task.orthanc_instance_id), None
+            except MedlakeError as exc:
+                return None, ImageOutcome(task.row, ImageStatus.PACS_FAILED, detail=str(exc))
+        if task.object_path:
+            detail = f"{task.object_path} is not in the object store (landed before it existed? re-land the files)"
+            return None, ImageOutcome(task.row, ImageStatus.MISSING_OBJECT, detail=detail)
+        return None, ImageOutcome(task.row, ImageStatus.NO_IMAGE)
+
+    def _fetch(self, instance_id: str) -> Path:
+        from medlake.pacs.orthanc_client import OrthancClient
+
+        if self._pacs is None:
+            self._pacs = OrthancClient()
+            self._fetched_dir = Path(tempfile.mkdtemp(prefix=".pacs-", dir=self.out))
+        data = self._pacs.download(instance_id)
+        path = self._fetched_dir / instance_id  # type: ignore[operator]
+        path.write_bytes(data)
+        return path
+
+    def _close(self) -> None:
+        if self._pacs is not None:
+            self._pacs.close()
+            for path in self._fetched_dir.iterdir():  # type: ignore[union-attr]
+                path.unlink()
+            self._fetched_dir.rmdir()  # type: ignore[union-attr]
+
+
+def write_reports(out: Path, paths: Sequence[str | None], texts: Sequence[str | None]) -> int:
+    """Write each report's text to its path under ``out``; returns how many were written."""
+    written = 0
+    for path, text in zip(paths, texts, strict=True):
+        if path is None or text is None:
+            continue
+        target = out / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        written += 1
+    return written
+
+
+def method_counts(outcomes: Sequence[ImageOutcome]) -> dict[str, int]:
+    return dict(Counter(outcome.method for outcome in outcomes if outcome.method))
