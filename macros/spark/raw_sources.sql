@@ -1,8 +1,8 @@
 {#
     The raw layer as tables an engine can name. dbt-duckdb reads each source's Parquet in place
     (the sources' `external_location`); dbt-spark ignores that setting, so on Spark this
-    on-run-start hook (re)creates `raw.<table>` as an EXTERNAL Parquet table over
-    LAKE/raw/<table> in the lake's own metastore. Dropping an external table never deletes its
+    on-run-start hook (re)creates every source `<schema>.<table>` as an EXTERNAL Parquet table
+    over LAKE/<schema>/<table> (LAKE/raw/exams...) in the lake's own metastore. Dropping an external table never deletes its
     files. `recursiveFileLookup` reads every part under the `delivery_date=` folders and the
     zero-row `schema.parquet` beside them as one table; `delivery_date` is a column of the
     files, as on DuckDB (hive_partitioning = false). Each run (a new Spark session) lists the
@@ -39,7 +39,7 @@
         {%- do run_query(
             'create table if not exists ' ~ table ~ ' using parquet'
             ~ " options (recursiveFileLookup 'true')"
-            ~ " location '" ~ lake ~ '/raw/' ~ source_node.identifier ~ "'"
+            ~ ' location ' ~ spark_string_literal(lake ~ '/' ~ source_node.schema ~ '/' ~ source_node.identifier)
         ) -%}
     {%- endfor -%}
     {{ return('') }}
