@@ -27,7 +27,7 @@ help:
 	@echo "make bench  - benchmarks (BENCH_EXAMS=$(BENCH_EXAMS))"
 	@echo "make docs   - serve the dbt docs on http://127.0.0.1:8080"
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .

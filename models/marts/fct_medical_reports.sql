@@ -39,7 +39,6 @@ landed_reports as (
 
 ),
 
--- only the columns pairing needs: an incremental build reads this twice, and DuckDB materialises it
 exam_records as (
 
     select
@@ -63,6 +62,24 @@ exams as (
 
 ),
 
+{% if is_incremental() %}
+
+    -- exam records landed since the last build: reports at their file name and position may pair anew,
+    -- and reports naming their ids may now find that exam
+    landed_exam_records as (
+
+        -- its own pruned read of the records landed since (a CTE read twice would be materialised whole)
+        select
+            source_file_name,
+            record_position,
+            exam_id
+        from {{ ref('int_exam_records_ranked') }}
+        where ingested_at > {{ landed_after }}
+
+    ),
+
+{% endif %}
+
 new_versions as (
 
     select
@@ -80,19 +97,6 @@ new_versions as (
 ),
 
 {% if is_incremental() %}
-
-    -- exam records landed since the last build: reports at their file name and position may pair anew,
-    -- and reports naming their ids may now find that exam
-    landed_exam_records as (
-
-        select
-            source_file_name,
-            record_position,
-            exam_id
-        from exam_records
-        where ingested_at > {{ landed_after }}
-
-    ),
 
     touched_reports as (
 

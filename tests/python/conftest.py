@@ -114,6 +114,43 @@ def orthanc_env(monkeypatch):
     return point_at
 
 
+@pytest.fixture(scope="session")
+def dicom_push():
+    """Send files to a server's DICOM port as a modality would (pynetdicom C-STORE, one association).
+
+    ``dicom_push(server, paths, calling="MEDLAKE_SCU", host="127.0.0.1", called="MEDLAKE")`` returns
+    one C-STORE status per file (0 = stored), or None for each file when the association was refused.
+    The server must be started with ``dicom_port`` (by default it accepts ``MEDLAKE_SCU`` on loopback).
+    """
+    pynetdicom = pytest.importorskip("pynetdicom", reason="pynetdicom (dev extra) is the DICOM client in tests")
+    from pydicom import dcmread
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    from medlake.pacs.dicom_reception import LOCAL_SENDER_AET, ORTHANC_AET
+
+    def push(server, paths, *, calling=LOCAL_SENDER_AET, host="127.0.0.1", called=ORTHANC_AET):
+        datasets = []
+        for path in paths:
+            dataset = dcmread(path, force=True)
+            if "TransferSyntaxUID" not in dataset.file_meta:  # a bare dataset: implicit VR little endian
+                dataset.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+            datasets.append(dataset)
+        sender = pynetdicom.AE(ae_title=calling)
+        for context in {(str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID)) for d in datasets}:
+            sender.add_requested_context(*context)
+        association = sender.associate(host, server.dicom_port, ae_title=called)
+        if not association.is_established:
+            # Orthanc answers A-ASSOCIATE-RJ and closes the socket at once: pynetdicom may see an abort.
+            assert association.is_rejected or association.is_aborted
+            return [None] * len(datasets)
+        try:
+            return [int(association.send_c_store(dataset).Status) for dataset in datasets]
+        finally:
+            association.release()
+
+    return push
+
+
 # --- the dbt lake (dbt + query tests) --------------------------------------------------------
 
 

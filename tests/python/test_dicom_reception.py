@@ -139,27 +139,18 @@ def receiving_orthanc(orthanc_binary, tmp_path_factory):
 
 
 def _dataset(path: Path) -> Dataset:
-    dataset = dcmread(path, force=True)
-    if "TransferSyntaxUID" not in dataset.file_meta:  # the bare dataset: implicit VR little endian
-        dataset.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    return dataset
+    return dcmread(path, force=True, stop_before_pixels=True)
 
 
-def c_store(server: OrthancServer, path: Path, *, calling: str, host: str = "127.0.0.1", called: str = ORTHANC_AET):
-    """Push one file; the C-STORE status, or None when the association was refused."""
-    dataset = _dataset(path)
-    sender = pynetdicom.AE(ae_title=calling)
-    sender.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
-    association = sender.associate(host, server.dicom_port, ae_title=called)
-    if not association.is_established:
-        # Orthanc answers A-ASSOCIATE-RJ and closes the socket at once: pynetdicom sometimes sees the close first.
-        assert association.is_rejected or association.is_aborted
-        return None
-    try:
-        status = association.send_c_store(dataset)
-    finally:
-        association.release()
-    return int(status.Status)
+@pytest.fixture
+def c_store(dicom_push):
+    """One file: its C-STORE status, or None when the association was refused."""
+
+    def push_one(server: OrthancServer, path: Path, **kwargs) -> int | None:
+        (status,) = dicom_push(server, [path], **kwargs)
+        return status
+
+    return push_one
 
 
 def _stored(server: OrthancServer, path: Path) -> list[str]:
@@ -193,7 +184,7 @@ def _echo(server: OrthancServer, calling: str) -> int | None:
 
 @pytest.mark.orthanc
 @pytest.mark.shared
-def test_listed_sender_on_loopback_stores_and_echoes_but_cannot_query(receiving_orthanc, shared_dicom_dir):
+def test_listed_sender_on_loopback_stores_and_echoes_but_cannot_query(receiving_orthanc, shared_dicom_dir, c_store):
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 
     assert c_store(receiving_orthanc, shared_dicom_dir / RG1_UNCR, calling=LOCAL_SENDER_AET) == SUCCESS_STATUS
@@ -217,7 +208,7 @@ def test_listed_sender_on_loopback_stores_and_echoes_but_cannot_query(receiving_
 
 @pytest.mark.orthanc
 @pytest.mark.shared
-def test_unlisted_ae_title_wrong_called_aet_or_foreign_address_is_refused(receiving_orthanc, shared_dicom_dir):
+def test_unlisted_ae_title_wrong_called_aet_or_foreign_address_is_refused(receiving_orthanc, shared_dicom_dir, c_store):
     nccid = shared_dicom_dir / NCCID
     with receiving_orthanc.client() as client:
         before = client.instance_count()
@@ -236,7 +227,7 @@ def test_unlisted_ae_title_wrong_called_aet_or_foreign_address_is_refused(receiv
 @pytest.mark.orthanc
 @pytest.mark.shared
 def test_pacs_run_recognises_an_instance_orthanc_received_over_dicom(
-    receiving_orthanc, orthanc_env, shared_dicom_dir, tmp_path
+    receiving_orthanc, orthanc_env, shared_dicom_dir, tmp_path, c_store
 ):
     from medlake.pacs import loop as pacs
     from medlake.pacs.orthanc_client import ALREADY_STORED, SUCCESS

@@ -68,6 +68,7 @@ from medlake.devtools.synth_tables import (
     uid_for,
 )
 from medlake.errors import SynthError
+from medlake.processes import die_with_parent
 
 # Re-exported: the generator's vocabulary, for tests and benchmarks that check against it.
 __all__ = [
@@ -173,6 +174,8 @@ def _generate_blocks(specs: list[_BlockSpec], workers: int) -> Iterator[_BlockSt
     with ProcessPoolExecutor(
         max_workers=min(workers, len(specs)),
         mp_context=multiprocessing.get_context("fork") if "fork" in methods else None,
+        initializer=die_with_parent,  # a killed synth leaves no worker behind
+        initargs=(os.getpid(),),
     ) as pool:
         pending = iter(specs)
         try:

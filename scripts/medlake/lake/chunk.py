@@ -89,12 +89,9 @@ class ChunkBuilder:
         return len(self.paths) - 1
 
     def _manifest_row(self, file_index: int, entity: str, size: int, landed: int, quarantined: int) -> None:
-        m = self.manifest
-        m.file_of.append(file_index)
-        m["entity"].append(entity)
-        m["size_bytes"].append(size)
-        m["records_landed"].append(landed)
-        m["records_quarantined"].append(quarantined)
+        self.manifest.append_row(
+            file_index, entity=entity, size_bytes=size, records_landed=landed, records_quarantined=quarantined
+        )
         self.files_landed[entity] += 1
 
     def refused(self, relpath: str, entity: str, refusal: FileRefused) -> None:

@@ -117,16 +117,14 @@ class ImageIndex:
                 if claimed:
                     code = QuarantineReason.UNREADABLE_DICOM
                     self.quarantine.add(file_index, Entity.IMAGE, None, None, code, str(exc), None)
-        images = self.images
-        images.file_of.append(file_index)
-        images["file_name"].append(file_name)
-        images["size_bytes"].append(digest.size_bytes)
-        images["media_type"].append(media_type)
-        images["is_dicom"].append(header is not None)
+        self.images.append_row(
+            file_index,
+            file_name=file_name,
+            size_bytes=digest.size_bytes,
+            media_type=media_type,
+            is_dicom=header is not None,
+        )
         self.media_types[media_type] += 1
         if header is not None:
-            self.dicoms.file_of.append(file_index)
-            self.dicoms["file_name"].append(file_name)
-            for column, value in header.items():
-                self.dicoms[column].append(value)
+            self.dicoms.append_row(file_index, file_name=file_name, **header)
         return 1 if claimed and header is None else 0

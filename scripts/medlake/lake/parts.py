@@ -59,6 +59,13 @@ class TableColumns:
     def __setitem__(self, column: str, values: Any) -> None:
         self.columns[column] = values
 
+    def append_row(self, file_index: int, **values: Any) -> None:
+        """Append one row from ``file_index``: a value for every named column."""
+        self.file_of.append(file_index)
+        columns = self.columns
+        for column, value in values.items():
+            columns[column].append(value)
+
     def arrays(self) -> list[pa.Array]:
         """The non-lineage columns as Arrow arrays, in schema order."""
         return [_as_array(self.columns[f.name], f.type) for f in self.schema if f.name in self.columns]

@@ -52,14 +52,15 @@ class Quarantine(TableColumns):
         reason: str,
         excerpt: str | None,
     ) -> None:
-        q = self.columns
-        self.file_of.append(file_index)
-        q["entity"].append(entity)
-        q["record_position"].append(record_position)
-        q["label_position"].append(label_position)
-        q["reason_code"].append(reason_code)
-        q["reason"].append(reason)
-        q["raw_excerpt"].append(excerpt)
+        self.append_row(
+            file_index,
+            entity=entity,
+            record_position=record_position,
+            label_position=label_position,
+            reason_code=reason_code,
+            reason=reason,
+            raw_excerpt=excerpt,
+        )
         if entity != Entity.EXAM_LABEL:
             self.by_entity[entity] += 1
 

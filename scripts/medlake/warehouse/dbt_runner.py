@@ -40,9 +40,10 @@ from pathlib import Path
 
 from medlake.errors import DbtError
 from medlake.lake import layout as lake_layout
+from medlake.settings import dbt_project_dir
 from medlake.warehouse import build_state, engines
 
-PROJECT_DIR = Path(__file__).resolve().parents[3]
+PROJECT_DIR = dbt_project_dir()  # $MEDLAKE_DBT_PROJECT_DIR, the checkout, or the packaged copy
 LAKE_TARGETS_DIR = PROJECT_DIR / "target" / "lakes"
 
 # dbt's programmatic entry point, run by this interpreter in a child process. It writes each node's
