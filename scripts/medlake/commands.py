@@ -68,6 +68,7 @@ def build(args: argparse.Namespace) -> int:
         docs=not args.no_docs,
         quiet=quiet,
         engine=args.engine,
+        include_patient_id=args.include_patient_id,
     )
     if quiet:
         emit(summary, args.format)

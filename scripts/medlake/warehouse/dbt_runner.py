@@ -1,9 +1,8 @@
 """Running dbt (the project in the repo root) against one lake: ``medlake build`` and ``medlake docs``.
 
-dbt runs as a subprocess of the same interpreter (dbt's ``cli()`` entry point) rather than
-in-process: dbt-duckdb keeps a process-wide DuckDB connection, and a fresh process per
-command means no stale handle on the warehouse file, no shared dbt global state between two
-lakes, and a clean read-only open for ``medlake query`` afterwards.
+dbt runs in a guarded child process (``dbt_process``: it dies with ``medlake`` and holds the
+lake lock with it) and builds into a new warehouse file that replaces the live one atomically
+at the end (``warehouse_swap``), so readers never block a build nor see one half done.
 
 Each lake gets its own dbt target and log directory (``target/lakes/<lake name>-<hash>/``)
 so two lakes never overwrite each other's manifest, partial-parse state, run results or docs
@@ -15,10 +14,6 @@ landed since the previous build. When the warehouse's build record (``build_stat
 same dbt project built it, dbt skips what cannot have changed - views, seeds, unit tests - and
 data tests check only the rows landed since (``MEDLAKE_TESTS_CHANGED_SINCE``). When the project
 changed since, the build is a full refresh, so no mart mixes two versions of the logic.
-
-``engine`` picks the engine (:mod:`medlake.warehouse.engines`): DuckDB by default, or Apache
-Spark (``--engine spark``, :mod:`medlake.warehouse.spark`); each keeps its own warehouse, build
-record and dbt target directory in the same lake.
 """
 
 from __future__ import annotations
@@ -30,39 +25,25 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from medlake.errors import DbtError
+from medlake.file_modes import restrict_umask
 from medlake.lake import layout as lake_layout
+from medlake.lake import pseudonyms
 from medlake.settings import dbt_project_dir
-from medlake.warehouse import build_state, engines
+from medlake.warehouse import build_state, dbt_process, engines, pseudonym_table, sql_text, warehouse_swap
 
 PROJECT_DIR = dbt_project_dir()  # $MEDLAKE_DBT_PROJECT_DIR, the checkout, or the packaged copy
 LAKE_TARGETS_DIR = PROJECT_DIR / "target" / "lakes"
 
-# dbt's programmatic entry point, run by this interpreter in a child process. It writes each node's
-# outcome to RESULTS_FILE itself, so a build can skip dbt's JSON artifacts (--no-write-json: writing
-# manifest.json twice costs about a second per build) and still name the failing nodes.
 RESULTS_FILE = "medlake_results.json"
-DBT_LAUNCHER = """
-import json, sys
-from dbt.cli.main import dbtRunner
-results_path, arguments = sys.argv[1], sys.argv[2:]
-outcome = dbtRunner().invoke(arguments)
-rows = [
-    {"unique_id": r.node.unique_id, "status": str(getattr(r.status, "value", r.status)), "message": r.message or ""}
-    for r in (getattr(outcome.result, "results", None) or [])
-]
-with open(results_path, "w") as handle:
-    json.dump({"results": rows}, handle)
-sys.exit(0 if outcome.success else 2 if outcome.exception is not None else 1)
-"""
 # What an incremental build skips when the warehouse was built by this very project: views are
 # already defined (they read the raw Parquet live), seeds are already loaded, unit tests check
 # SQL logic that has not changed (so do tests tagged `logic`). Tests of data still run, on the changed rows.
@@ -70,8 +51,9 @@ UNCHANGED_NODES = ("config.materialized:view", "resource_type:seed", "resource_t
 # The marts built from PACS raw tables only, and the PACS source's own tests: skipped while no PACS run wrote.
 PACS_NODES = ("fct_predictions", "fct_model_runs", "source:pacs")
 TESTS_SINCE_VARIABLE = "MEDLAKE_TESTS_CHANGED_SINCE"
-# The landing's lock file (medlake.landing): a build never runs while a delivery is being landed,
-# so every landing is either wholly before a build's watermark or wholly after it.
+WAREHOUSE_VARIABLE = "MEDLAKE_WAREHOUSE_PATH"
+RAW_LOCATION_VARIABLE = "MEDLAKE_RAW_LOCATION"
+DERIVED_LOCATION_VARIABLE = "MEDLAKE_DERIVED_LOCATION"
 # Statuses in run_results.json that mean the build failed (warnings do not).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -98,6 +80,7 @@ class BuildPlan:
     full_refresh: bool
     excluded: tuple[str, ...]  # dbt selectors skipped because they cannot have changed
     tests_changed_since: str | None  # data tests check rows landed after this (naive UTC), or all rows
+    include_patient_id: bool = False  # the marts' patient_id columns are filled (opt-in), else NULL
 
     def to_dict(self) -> dict:
         return {
@@ -106,6 +89,7 @@ class BuildPlan:
             "full_refresh": self.full_refresh,
             "excluded": list(self.excluded),
             "tests_changed_since": self.tests_changed_since,
+            "include_patient_id": self.include_patient_id,
         }
 
 
@@ -124,6 +108,7 @@ class BuildSummary:
     select: str | None
     plan: BuildPlan | None = None
     engine: str = engines.DEFAULT_ENGINE
+    warehouse_copy_s: float = 0.0  # copying the live warehouse into the build file (incremental builds)
 
     @property
     def node_count(self) -> int:
@@ -153,6 +138,7 @@ class BuildSummary:
             "select": self.select,
             "plan": self.plan.to_dict() if self.plan else None,
             "engine": str(self.engine),
+            "warehouse_copy_s": round(self.warehouse_copy_s, 3),
         }
 
 
@@ -165,10 +151,14 @@ def target_path_for(lake: Path, engine: str = engines.DEFAULT_ENGINE) -> Path:
 
 
 def _dbt_environment(
-    lake: Path, tests_changed_since: str | None = None, extra: dict[str, str] | None = None
+    lake: Path, warehouse: Path, tests_changed_since: str | None = None, extra: dict[str, str] | None = None
 ) -> dict[str, str]:
     env = dict(os.environ)
     env["MEDLAKE_LAKE_DIR"] = str(lake)
+    # the file dbt writes (profiles.yml); the raw tables' read_parquet, quoted by sql_text (sources YAML)
+    env[WAREHOUSE_VARIABLE] = str(warehouse)
+    env[RAW_LOCATION_VARIABLE] = sql_text.table_location(lake / "raw")
+    env[DERIVED_LOCATION_VARIABLE] = sql_text.table_location(pseudonym_table.derived_dir(lake))
     # Only an incremental medlake build scopes tests; never inherit a stale value.
     env.pop(TESTS_SINCE_VARIABLE, None)
     if tests_changed_since:
@@ -181,11 +171,7 @@ def _dbt_environment(
 
 
 def _dbt_command(subcommand: list[str], target_path: Path) -> list[str]:
-    command = [
-        sys.executable,
-        "-c",
-        DBT_LAUNCHER,
-        str(target_path / RESULTS_FILE),
+    arguments = [
         *subcommand,
         "--project-dir",
         ".",
@@ -197,8 +183,8 @@ def _dbt_command(subcommand: list[str], target_path: Path) -> list[str]:
         str(target_path / "logs"),
     ]
     if not sys.stdout.isatty():
-        command.append("--no-use-colors")
-    return command
+        arguments.append("--no-use-colors")
+    return dbt_process.launcher_command(target_path / RESULTS_FILE, arguments)
 
 
 def _check_project() -> None:
@@ -211,26 +197,21 @@ def _run_dbt(
     lake: Path,
     target_path: Path,
     *,
+    warehouse: Path,
     quiet: bool,
     tests_changed_since: str | None = None,
+    lock_fd: int | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> tuple[int, str]:
-    """Run one dbt command from the project dir; its output streams to ours unless ``quiet``."""
-    command = _dbt_command(subcommand, target_path)
+    """Run one dbt command from the project dir on ``warehouse``; output streams to ours unless ``quiet``."""
     (target_path / RESULTS_FILE).unlink(missing_ok=True)  # a stale file must never pass for this run's
-    try:
-        completed = subprocess.run(
-            command,
-            cwd=PROJECT_DIR,
-            env=_dbt_environment(lake, tests_changed_since, extra_env),
-            stdout=subprocess.PIPE if quiet else None,
-            stderr=subprocess.STDOUT if quiet else None,
-            text=True,
-            check=False,
-        )
-    except OSError as exc:
-        raise DbtError(f"cannot start dbt with {command[0]}: {exc}") from exc
-    return completed.returncode, completed.stdout or ""
+    return dbt_process.run(
+        _dbt_command(subcommand, target_path),
+        cwd=PROJECT_DIR,
+        env=_dbt_environment(lake, warehouse, tests_changed_since, extra_env),
+        quiet=quiet,
+        inherit_fds=() if lock_fd is None else (lock_fd,),
+    )
 
 
 def _read_run_results(target_path: Path) -> list[dict]:
@@ -267,13 +248,26 @@ def _failure_message(command: str, results: list[dict], output: str) -> str:
     return f"dbt {command} failed before running any node (see dbt's output above){': ' + tail if tail else ''}"
 
 
-def plan_build(lake: Path, *, full_refresh: bool, engine: str = engines.DEFAULT_ENGINE) -> BuildPlan:
-    """Decide how to build ``lake``: incremental when this project built its warehouse, else full."""
+def plan_build(
+    lake: Path,
+    *,
+    full_refresh: bool,
+    include_patient_id: bool = False,
+    pseudonym_key_id: str | None = None,
+    engine: str = engines.DEFAULT_ENGINE,
+) -> BuildPlan:
+    """Decide how to build ``lake`` on ``engine``: incremental when this project built its warehouse, else full."""
+    if pseudonym_key_id is None:
+        pseudonym_key_id = pseudonym_table.key_id(pseudonyms.pseudonym_key(lake))
     chosen = engines.get(engine)
+
+    def full(mode: str, reason: str) -> BuildPlan:
+        return BuildPlan(mode, reason, mode == "full refresh", (), None, include_patient_id)
+
     if full_refresh:
-        return BuildPlan("full refresh", "requested (--full-refresh)", True, (), None)
+        return full("full refresh", "requested (--full-refresh)")
     if not chosen.has_warehouse(lake):
-        return BuildPlan("first build", "no warehouse yet: every model is built from the raw layer", False, (), None)
+        return full("first build", "no warehouse yet: every model is built from the raw layer")
     state = chosen.read_state(lake)
     if state is None:
         return BuildPlan(
@@ -282,16 +276,18 @@ def plan_build(lake: Path, *, full_refresh: bool, engine: str = engines.DEFAULT_
             False,
             (),
             None,
+            include_patient_id,
         )
     if state.project_fingerprint != chosen.project_fingerprint(PROJECT_DIR):
         # incremental tables would otherwise keep rows made by the old logic next to rows made by the new
-        return BuildPlan(
-            "full refresh",
-            "the dbt project (models, macros, seeds) changed since this warehouse was built",
-            True,
-            (),
-            None,
-        )
+        return full("full refresh", "the dbt project (models, macros, seeds) changed since this warehouse was built")
+    if state.pseudonym_key_id != pseudonym_key_id:
+        # one key per warehouse: a pseudonym made with another key would split a patient in two
+        return full("full refresh", "the pseudonym key changed since this warehouse was built")
+    if state.include_patient_id != include_patient_id:
+        # every mart row must follow the same choice: no patient ids left behind, none missing
+        choice = "included" if include_patient_id else "left out"
+        return full("full refresh", f"patient ids are {choice} now (--include-patient-id changed)")
     since = state.landed_until.isoformat(sep=" ") if state.landed_until else None
     unchanged = list(UNCHANGED_NODES)
     skipped = "views, seeds and unit tests unchanged"
@@ -308,6 +304,7 @@ def plan_build(lake: Path, *, full_refresh: bool, engine: str = engines.DEFAULT_
         False,
         tuple(unchanged),
         since,
+        include_patient_id,
     )
 
 
@@ -318,6 +315,7 @@ def build(
     select: str | None = None,
     docs: bool = True,
     quiet: bool = False,
+    include_patient_id: bool = False,
     engine: str = engines.DEFAULT_ENGINE,
 ) -> BuildSummary:
     """``dbt build`` (seeds, models, tests) on ``lake``, then ``dbt docs generate`` when ``docs``.
@@ -325,69 +323,41 @@ def build(
     Incremental unless ``full_refresh`` (or the dbt project changed since the warehouse was built,
     see :func:`plan_build`). Raises :class:`DbtError` naming the failing nodes when a model, test or
     seed fails; data tests configured as warnings (quarantine count, report/exam id mismatches) do
-    not fail it. Holds the lake's landing lock: no delivery lands while dbt reads the raw layer.
+    not fail it. On DuckDB, dbt builds a copy of the warehouse that replaces the live file only when
+    everything succeeded (``warehouse_swap``); the lake lock is held by this process and dbt until both end.
+    ``include_patient_id`` fills the marts' ``patient_id`` columns (otherwise NULL; pseudonyms always).
     ``engine`` is 'duckdb' (default) or 'spark' (:mod:`medlake.warehouse.engines`).
     """
+    restrict_umask()
     _check_project()
     chosen = engines.get(engine)
     lake = Path(lake).resolve()
     lake_layout.init_lake(lake)  # every raw table gets its zero-row schema file, so every source resolves
     target_path = target_path_for(lake, chosen.name)
     target_path.mkdir(parents=True, exist_ok=True)
-    warehouse = chosen.warehouse(lake)
 
     started = time.perf_counter()
     with lake_layout.exclusive_lock(
         lake, busy_message=f"a medlake land or build is using {lake}; wait for it to finish"
-    ):
+    ) as lock:
         reset = chosen.prepare(lake)
         if reset and not quiet:
             print(f"medlake build: {reset}: rebuilding it from the raw layer", file=sys.stderr)
-        plan = plan_build(lake, full_refresh=full_refresh, engine=chosen.name)
+        # the identifier -> pseudonym table the staging models join to (the key stays in Python)
+        key_id = pseudonym_table.write(lake)
+        plan = plan_build(
+            lake,
+            full_refresh=full_refresh,
+            include_patient_id=include_patient_id,
+            pseudonym_key_id=key_id,
+            engine=chosen.name,
+        )
         if not quiet:
             print(f"medlake build: {plan.mode} - {plan.reason}", file=sys.stderr)
         # read before dbt starts, under the lock: exactly what this build folds in
-        landed_until = build_state.landed_until(lake)
-        pacs_signature = build_state.pacs_signature(lake)
-        fingerprint = chosen.project_fingerprint(PROJECT_DIR)
-        arguments = ["build", "--target", chosen.dbt_target]
-        if plan.full_refresh:
-            arguments.append("--full-refresh")
-        if select:
-            arguments += ["--select", select]
-        if plan.excluded:
-            arguments += ["--exclude", *plan.excluded]
-        if not docs:
-            # docs generate reuses the manifest; without docs nothing needs dbt's JSON artifacts
-            arguments.append("--no-write-json")
-        returncode, output = _run_dbt(
-            arguments,
-            lake,
-            target_path,
-            quiet=quiet,
-            tests_changed_since=plan.tests_changed_since,
-            extra_env=chosen.dbt_environment(plan.mode != "incremental"),
-        )
-        results = _read_run_results(target_path)
-        if returncode != 0:
-            raise DbtError(_failure_message("build", results, output))
-        if select is None:
-            # only a complete build vouches for every model; a partial one leaves the record as it was
-            chosen.write_state(
-                lake,
-                build_state.BuildState(
-                    project_fingerprint=fingerprint,
-                    lake_path=str(lake),
-                    landed_until=landed_until,
-                    pacs_signature=pacs_signature,
-                    built_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                    full_refresh=plan.full_refresh,
-                ),
-            )
-
-    docs_generated = False
-    if docs:
-        docs_generated = _generate_docs(lake, target_path, quiet=quiet, dbt_target=chosen.dbt_target)
+        record = _state_for(lake, plan, key_id, chosen)
+        run = _BuildRun(lake, target_path, plan, record, chosen, select=select, docs=docs, quiet=quiet, lock=lock)
+        results, docs_generated, copy_s = _build_on_duckdb(run) if chosen.name == "duckdb" else _build_on_spark(run)
     elapsed = time.perf_counter() - started
 
     status_counts: dict[str, int] = {}
@@ -395,7 +365,7 @@ def build(
         status_counts[result["status"]] = status_counts.get(result["status"], 0) + 1
     return BuildSummary(
         lake=lake,
-        warehouse=warehouse,
+        warehouse=chosen.warehouse(lake),
         target_path=target_path,
         status_counts=status_counts,
         warnings=_outcomes(results, frozenset({"warn"})),
@@ -404,16 +374,139 @@ def build(
         full_refresh=plan.full_refresh,
         select=select,
         plan=plan,
+        warehouse_copy_s=copy_s,
         engine=chosen.name,
     )
 
 
-def _generate_docs(lake: Path, target_path: Path, *, quiet: bool, dbt_target: str = "dev") -> bool:
-    arguments = ["docs", "generate", "--target", dbt_target]
+@dataclass(frozen=True)
+class _BuildRun:
+    """One build's settings, handed to the engine's build function."""
+
+    lake: Path
+    target_path: Path
+    plan: BuildPlan
+    record: build_state.BuildState
+    engine: engines.Engine
+    select: str | None
+    docs: bool
+    quiet: bool
+    lock: BinaryIO
+
+
+def _build_on_duckdb(run: _BuildRun) -> tuple[list[dict], bool, float]:
+    """Build into a copy of the warehouse file, then publish it: (results, docs generated, copy seconds)."""
+    building, copy_s = warehouse_swap.prepare(run.lake, copy_live=not run.plan.full_refresh)
+    if not run.quiet and building.is_file():
+        size_mb = building.stat().st_size / 1e6
+        print(
+            f"medlake build: building a copy of the warehouse ({size_mb:,.0f} MB copied in {copy_s:.2f} s)",
+            file=sys.stderr,
+        )
+    try:
+        results = _build_into(building, run)
+        if run.select is None:
+            # only a complete build vouches for every model; a partial one leaves the record as it was
+            build_state.write(building, run.record)
+        docs_generated = run.docs and _generate_docs(
+            run.lake,
+            run.target_path,
+            building,
+            quiet=run.quiet,
+            lock=run.lock,
+            include_patient_id=run.plan.include_patient_id,
+        )
+        warehouse_swap.publish(run.lake, building)
+    finally:
+        warehouse_swap.discard(run.lake)
+    return results, docs_generated, copy_s
+
+
+def _build_on_spark(run: _BuildRun) -> tuple[list[dict], bool, float]:
+    """Build in the lake's Spark warehouse (no file to swap: Spark replaces each table as it goes)."""
+    warehouse = run.engine.warehouse(run.lake)
+    results = _build_into(warehouse, run)
+    if run.select is None:
+        run.engine.write_state(run.lake, run.record)
+    docs_generated = run.docs and _generate_docs(
+        run.lake,
+        run.target_path,
+        warehouse,
+        quiet=run.quiet,
+        lock=run.lock,
+        include_patient_id=run.plan.include_patient_id,
+        engine=run.engine,
+    )
+    return results, docs_generated, 0.0
+
+
+def _state_for(lake: Path, plan: BuildPlan, pseudonym_key_id: str, engine: engines.Engine) -> build_state.BuildState:
+    """The record a successful complete build will leave (everything read before dbt starts)."""
+    return build_state.BuildState(
+        project_fingerprint=engine.project_fingerprint(PROJECT_DIR),
+        lake_path=str(lake),
+        landed_until=build_state.landed_until(lake),
+        pacs_signature=build_state.pacs_signature(lake),
+        built_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        full_refresh=plan.full_refresh,
+        include_patient_id=plan.include_patient_id,
+        pseudonym_key_id=pseudonym_key_id,
+    )
+
+
+def _build_into(building: Path, run: _BuildRun) -> list[dict]:
+    """``dbt build`` into ``building`` (a DuckDB file, or LAKE/spark); the node results, or DbtError naming failures."""
+    plan, select = run.plan, run.select
+    arguments = ["build", "--target", run.engine.dbt_target, "--vars", _build_vars(plan.include_patient_id)]
+    if plan.full_refresh:
+        arguments.append("--full-refresh")
+    if select:
+        arguments += ["--select", select]
+    if plan.excluded:
+        arguments += ["--exclude", *plan.excluded]
+    if not run.docs:
+        # docs generate reuses the manifest; without docs nothing needs dbt's JSON artifacts
+        arguments.append("--no-write-json")
+    returncode, output = _run_dbt(
+        arguments,
+        run.lake,
+        run.target_path,
+        warehouse=building,
+        quiet=run.quiet,
+        tests_changed_since=plan.tests_changed_since,
+        lock_fd=run.lock.fileno(),
+        extra_env=run.engine.dbt_environment(plan.mode != "incremental"),
+    )
+    results = _read_run_results(run.target_path)
+    if returncode != 0:
+        raise DbtError(_failure_message("build", results, output))
+    return results
+
+
+def _build_vars(include_patient_id: bool) -> str:
+    # the same --vars on build and docs generate, or dbt would re-parse the project in between
+    return json.dumps({"include_patient_id": include_patient_id})
+
+
+def _generate_docs(
+    lake: Path,
+    target_path: Path,
+    warehouse: Path,
+    *,
+    quiet: bool,
+    lock: BinaryIO | None = None,
+    include_patient_id: bool = False,
+    engine: engines.Engine | None = None,
+) -> bool:
+    """``dbt docs generate`` (the catalog) from ``warehouse``: the build file, before it is published."""
+    target = (engine or engines.get(engines.DEFAULT_ENGINE)).dbt_target
+    arguments = ["docs", "generate", "--target", target, "--vars", _build_vars(include_patient_id)]
     if (target_path / "manifest.json").is_file():
         # Right after a build the manifest is fresh: only the catalog is missing, so skip re-compiling.
         arguments.append("--no-compile")
-    returncode, output = _run_dbt(arguments, lake, target_path, quiet=quiet)
+    returncode, output = _run_dbt(
+        arguments, lake, target_path, warehouse=warehouse, quiet=quiet, lock_fd=None if lock is None else lock.fileno()
+    )
     if returncode != 0:
         raise DbtError(_failure_message("docs generate", _read_run_results(target_path), output))
     return True
@@ -430,7 +523,10 @@ def compile_analysis(lake: Path, name: str, *, variables: dict | None = None) ->
     compiled = target_path / "compiled" / "medlake" / "analyses" / f"{name}.sql"
     compiled.unlink(missing_ok=True)
     arguments = ["compile", "--select", name, "--vars", json.dumps(variables or {})]
-    returncode, output = _run_dbt(arguments, lake, target_path, quiet=True)
+    # compiling needs a connection, never the live warehouse's: a scratch file of the same name (same catalog)
+    scratch = target_path / "compile" / lake_layout.WAREHOUSE_FILE
+    scratch.parent.mkdir(exist_ok=True)
+    returncode, output = _run_dbt(arguments, lake, target_path, warehouse=scratch, quiet=True)
     if returncode != 0 or not compiled.is_file():
         raise DbtError(_failure_message("compile", _read_run_results(target_path), output))
     return compiled.read_text()
@@ -445,26 +541,30 @@ def serve_docs(lake: Path, *, port: int = 8080) -> None:
     target_path = target_path_for(lake)
     target_path.mkdir(parents=True, exist_ok=True)
     if not (target_path / "catalog.json").is_file() or not (target_path / "index.html").is_file():
-        _generate_docs(lake, target_path, quiet=False)
+        _generate_docs_from_copy(lake, target_path)
     print(f"serving the dbt docs of {lake} on http://127.0.0.1:{port} (Ctrl-C to stop)", file=sys.stderr)
     command = _dbt_command(["docs", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-browser"], target_path)
-    try:
-        server = subprocess.Popen(command, cwd=PROJECT_DIR, env=_dbt_environment(lake))
-    except OSError as exc:
-        raise DbtError(f"cannot start dbt docs serve: {exc}") from exc
+    env = _dbt_environment(lake, lake_layout.warehouse_path(lake))
+    server = dbt_process.start(command, cwd=PROJECT_DIR, env=env)
     with _sigterm_as_exit():
         try:
             returncode = server.wait()
         finally:
             # Ctrl-C, `kill` or an error here: never leave the docs server running on its own.
             if server.poll() is None:
-                server.terminate()
-                try:
-                    server.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+                dbt_process.kill_group(server)
     if returncode not in (0, -signal.SIGINT, -signal.SIGTERM, 130):
         raise DbtError(f"dbt docs serve exited with code {returncode} (is port {port} free?)")
+
+
+def _generate_docs_from_copy(lake: Path, target_path: Path) -> None:
+    """The docs catalog of a lake built without docs: read from a copy, never from the live file."""
+    with lake_layout.exclusive_lock(lake, busy_message=f"a medlake land or build is using {lake}; try again after it"):
+        copy, _ = warehouse_swap.prepare(lake, copy_live=True)
+        try:
+            _generate_docs(lake, target_path, copy, quiet=False)
+        finally:
+            warehouse_swap.discard(lake)
 
 
 @contextlib.contextmanager
