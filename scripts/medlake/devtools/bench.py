@@ -241,12 +241,12 @@ def _bench_dbt_and_queries(bench: BenchFigures, lake: Path, workdir: Path, exams
 
 def _bench_spark_build(bench: BenchFigures, lake: Path, kind: str) -> None:
     """`medlake build --engine spark` on the same lake as DuckDB's figure of the same kind, with the JVM's peak RSS."""
-    from medlake.errors import EngineError
+    from medlake.errors import MedlakeError
     from medlake.warehouse import spark
 
     try:
         spark.check_runtime()
-    except EngineError as exc:
+    except MedlakeError as exc:
         bench.notes.append(f"spark builds skipped: {exc}")
         return
     argv = _medlake("build", "--lake", str(lake), "--engine", "spark", "--no-docs")

@@ -17,6 +17,7 @@ gives a DuckDB connection with ``marts.<table>`` views over them (``medlake quer
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -95,15 +96,11 @@ def read_state(lake: Path) -> BuildState | None:
     except (OSError, ValueError) as exc:
         raise LakeError(f"cannot read the Spark build record {path}: {exc}") from exc
     try:
-        landed = record["landed_until"]
-        return BuildState(
-            project_fingerprint=record["project_fingerprint"],
-            lake_path=record["lake_path"],
-            landed_until=dt.datetime.fromisoformat(landed) if landed else None,
-            pacs_signature=record["pacs_signature"],
-            built_at=dt.datetime.fromisoformat(record["built_at"]),
-            full_refresh=bool(record["full_refresh"]),
-        )
+        values = {field.name: record[field.name] for field in dataclasses.fields(BuildState) if field.name in record}
+        landed = values["landed_until"]
+        values["landed_until"] = dt.datetime.fromisoformat(landed) if landed else None
+        values["built_at"] = dt.datetime.fromisoformat(values["built_at"])
+        return BuildState(**values)
     except (KeyError, TypeError, ValueError):
         return None  # a record from another medlake version: treated as none
 
