@@ -30,8 +30,8 @@
 {%- set pacs_columns = ['orthanc_instance_id', 'orthanc_series_id', 'orthanc_study_id', 'orthanc_patient_id'] %}
 {#- the columns between image_key and last_ingested_at, in contract order -#}
 {%- set image_columns = [
-    'file_name', 'image_uri', 'exam_count', 'is_file_available', 'source_file', 'size_bytes', 'media_type',
-    'is_dicom', 'has_dicom_header',
+    'file_name', 'image_uri', 'exam_count', 'is_file_available', 'source_file', 'object_sha256', 'object_path',
+    'size_bytes', 'media_type', 'is_dicom', 'has_dicom_header',
 ] + dicom_columns + pacs_columns + [
     'is_in_pacs', 'has_sr', 'prediction_count', 'prediction_run_count',
 ] %}
@@ -221,6 +221,11 @@ images as (
         cast(coalesce(exam_references.exam_count, 0) as integer) as exam_count,
         latest_files.file_name is not null as is_file_available,
         latest_files.source_file,
+        latest_files.source_file_sha256 as object_sha256,
+        -- the original in the lake's content-addressed store (medlake.lake.objects), not the delivery path
+        {{ dbt.concat([
+            "'objects/'", "substring(latest_files.source_file_sha256, 1, 2)", "'/'", "latest_files.source_file_sha256",
+        ]) }} as object_path,
         latest_files.size_bytes,
         latest_files.media_type,
         coalesce(latest_files.is_dicom, latest_dicoms.file_name is not null) as is_dicom,

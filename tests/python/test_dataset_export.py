@@ -16,6 +16,7 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
+import duckdb
 import orjson
 import pyarrow.parquet as pq
 import pydicom
@@ -138,6 +139,12 @@ def test_originals_are_kept_once_in_the_object_store(synthetic_lake):
     assert stored == set(synthetic_lake["delivered"].values())  # every original, once, by its sha256
     for sha in stored:
         assert objects.verify_object(lake, sha)
+    with duckdb.connect(str(lake / "medlake.duckdb"), read_only=True) as connection:
+        pointed = connection.execute(
+            "select object_sha256, object_path from marts.dim_images where is_file_available"
+        ).fetchall()
+    assert {sha for sha, _ in pointed} == stored  # dim_images points at the kept originals, not the delivery
+    assert all((lake / path).is_file() and path.endswith(sha) for sha, path in pointed)
     # re-landing the same files stores nothing new (the delivery's JSON is still there)
     summary = landing.land(synthetic_lake["base"], lake, delivery_date=dt.date(2021, 12, 1), progress=False)
     assert sum(summary.files_landed.values()) == 0
@@ -257,6 +264,23 @@ def test_no_deidentify_hands_out_the_stored_originals_by_hard_link(synthetic_lak
         assert sha in synthetic_lake["delivered"].values()
 
 
+def test_date_and_source_filters(synthetic_lake, tmp_path):
+    out = tmp_path / "june"
+    filters = ExportFilters(
+        labels=("Covid",),
+        published_from=dt.date(2021, 6, 1),
+        published_to=dt.date(2021, 6, 30),
+        sources=("Hospital ABC",),
+        include_unlabelled=True,
+    )
+    export_dataset(synthetic_lake["lake"], out, filters=filters, progress=False)
+    rows = _manifest(out)
+    assert rows
+    assert all(dt.datetime(2021, 6, 1) <= row["published_at"] < dt.datetime(2021, 7, 1) for row in rows)
+    assert {row["source"] for row in rows} == {"hospital ABC"}
+    assert json.loads((out / "dataset.json").read_text())["filters"]["published_to"] == "2021-06-30"
+
+
 def test_bad_requests_are_clear_errors(synthetic_lake, tmp_path, capsys):
     lake = synthetic_lake["lake"]
     with pytest.raises(DatasetError, match="unknown label"):
@@ -333,3 +357,46 @@ def test_lake_dataset_batch_goes_through_a_random_init_densenet(first_export):
         scores = model(batch["img"])
     assert scores.shape == batch["lab"].shape == (4, len(xrv.datasets.default_pathologies))
     assert torch.isfinite(scores).all()
+
+
+# --- an image that lives only in the PACS ------------------------------------------------------
+
+
+@pytest.mark.orthanc
+@pytest.mark.torch
+def test_images_only_in_the_pacs_are_fetched_from_orthanc_and_deidentified(orthanc_factory, orthanc_env, tmp_path):
+    from medlake.pacs import loop as pacs
+
+    delivery, lake = tmp_path / "delivery", tmp_path / "lake"
+    synth.generate(delivery, exams=40, seed=3, dicom_exams=3, progress=False)
+    shutil.move(delivery / "images", tmp_path / "pacs_only")  # the lake never gets these files
+    landing.land(delivery, lake, delivery_date=dt.date(2021, 12, 1), progress=False)
+    orthanc_env(orthanc_factory())
+    summary = pacs.run(
+        tmp_path / "pacs_only", lake, allow_untrained=True, results_dir=tmp_path / "results", progress=False
+    )
+    assert summary.ok
+    _build(lake)
+    try:
+        out = tmp_path / "export"
+        result = export_dataset(
+            lake, out, filters=ExportFilters(require_image=True, include_unlabelled=True), progress=False
+        )
+        assert result.rows == 3 and result.images["by_status"] == {"exported": 3}
+        assert result.images["by_method"] == {"deidentified": 3}
+        for path in (out / "images").glob("*.dcm"):
+            ds = pydicom.dcmread(path)
+            assert ds.PatientIdentityRemoved == "YES" and not str(ds.PatientID).startswith("SYNPAT")
+        with duckdb.connect(str(lake / "medlake.duckdb"), read_only=True) as connection:
+            [(model,)] = connection.execute("select distinct model_name from marts.fct_predictions").fetchall()
+        scored = export_dataset(
+            lake,
+            tmp_path / "scored",
+            filters=ExportFilters(labels=("Pneumonia",), with_predictions=model, include_unlabelled=True),
+            progress=False,
+        )
+        rows = _manifest(tmp_path / "scored")
+        assert scored.rows == 3 and all(0.0 <= row["pred_Pneumonia"] <= 1.0 for row in rows)
+        assert {row["pred_weights_trained"] for row in rows} == {False}  # random-init weights, never claimed trained
+    finally:
+        shutil.rmtree(dbt_runner.target_path_for(lake), ignore_errors=True)

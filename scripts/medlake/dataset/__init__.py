@@ -21,6 +21,9 @@ __all__ = ["ExportFilters", "ExportSummary", "LakeDataset", "Split", "SplitSpec"
 
 def __getattr__(name: str) -> Any:
     if name == "LakeDataset":
+        from medlake.extras import require_pacs
+
+        require_pacs("medlake.dataset.LakeDataset")
         from medlake.dataset.torch_dataset import LakeDataset
 
         return LakeDataset

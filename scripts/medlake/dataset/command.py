@@ -15,6 +15,15 @@ train/val/test by patient, with their images and reports, de-identified by defau
 Label columns follow the CheXpert convention: 1 positive, 0 negative, -1 uncertain (the exam's
 assertions contradict), empty when the exam has no assertion of that label. Only exams with at
 least one assertion of one of the --labels are exported (unless --include-unlabelled).
+
+Splits are by patient (the exam where no patient is known): a hash of the seed and the patient's
+pseudonym picks the split, so a re-export gives the same split and later exams never move a
+patient. De-identification (default): patient_key is the lake's keyed pseudonym; DICOMs follow the
+PS3.15 basic profile (dicognito: names, IDs, dates shifted, UIDs remapped consistently).
+
+example:
+  medlake dataset export --lake data/lake --out data/sets/chest-v1 \\
+      --labels Covid,Pneumonia --body-part Chest --require-image --split 0.8,0.1,0.1 --seed 7
 """
 
 
@@ -61,6 +70,11 @@ def add_parser(commands: argparse._SubParsersAction, default_lake: Path) -> None
         action="store_true",
         help="keep identifiers (patient_id column, original DICOMs): in-hospital use only",
     )
+    export.add_argument(
+        "--no-report-files",
+        action="store_true",
+        help="report texts only in the manifest's report_text column, no reports/*.txt (large exports)",
+    )
     export.add_argument("--workers", type=int, default=None, help="processes for DICOM de-identification")
     export.add_argument("--no-progress", action="store_true", help="no progress bar")
     export.add_argument("--format", choices=["table", "json"], default="table", help="summary format")
@@ -87,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         filters=filters,
         split=SplitSpec.parse(args.split, seed=args.seed),
         deidentify=not args.no_deidentify,
+        report_files=not args.no_report_files,
         workers=args.workers,
         progress=not args.no_progress,
         command=_command_line(args),

@@ -93,6 +93,7 @@ def export_dataset(
     filters: ExportFilters | None = None,
     split: SplitSpec | None = None,
     deidentify: bool = True,
+    report_files: bool = True,
     workers: int | None = None,
     progress: bool = True,
     command: str = "medlake dataset export",
@@ -121,7 +122,13 @@ def export_dataset(
         exporter = ImageExporter(staging, deidentify_seed=seed, workers=workers, progress=progress)
         outcomes = exporter.run(_image_tasks(rows, lake))
         rows, dropped = _with_image_columns(rows, outcomes, require_image=filters.require_image)
-        reports = write_reports(staging, rows["report_path"].to_pylist(), rows["report_text"].to_pylist())
+        if report_files:
+            reports = write_reports(staging, rows["report_path"].to_pylist(), rows["report_text"].to_pylist())
+        else:  # the texts stay in the manifest's report_text column
+            rows = rows.set_column(
+                rows.schema.get_field_index("report_path"), "report_path", pa.nulls(rows.num_rows, pa.string())
+            )
+            reports = 0
         manifest_path = staging / card.MANIFEST
         pq.write_table(rows, manifest_path, compression="zstd")
         manifest_sha256 = card.sha256_file(manifest_path)
@@ -136,6 +143,7 @@ def export_dataset(
             lake, filters, split, deidentify, command, rows, manifest_sha256, images, reports, xrv_names
         )
         dataset_card |= {
+            "report_files": report_files,
             "rows_per_split": rows_per_split,
             "patients_per_split": patients_per_split,
             "label_counts": label_counts,

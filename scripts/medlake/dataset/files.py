@@ -20,6 +20,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from medlake.errors import MedlakeError
+from medlake.lake.files import HEAD_BYTES
+from medlake.lake.image_files import claims_dicom, looks_like_bare_dicom
 from medlake.lake.objects import link_or_copy
 
 # Below this many DICOMs to rewrite, starting worker processes costs more than it saves.
@@ -104,7 +106,7 @@ class ImageExporter:
                 if failure is not None:
                     outcomes.append(failure)
                     bar.update(1)
-                elif self.seed is not None and task.is_dicom:
+                elif self.seed is not None and (task.is_dicom or _looks_like_dicom(source)):
                     rewrite.append((task, str(self.out), str(source)))
                 else:
                     method = link_or_copy(Path(source), self.out / task.destination)
@@ -141,6 +143,9 @@ class ImageExporter:
         return None, ImageOutcome(task.row, ImageStatus.NO_IMAGE)
 
     def _fetch(self, instance_id: str) -> Path:
+        from medlake.extras import require_pacs
+
+        require_pacs("fetching an image from Orthanc")  # a lake-only install reports it per image
         from medlake.pacs.orthanc_client import OrthancClient
 
         if self._pacs is None:
@@ -159,15 +164,31 @@ class ImageExporter:
             self._fetched_dir.rmdir()  # type: ignore[union-attr]
 
 
+def _looks_like_dicom(path: Path) -> bool:
+    """Decided on the bytes, not on the index: a DICOM must never leave un-de-identified because the
+    lake did not know it was one (an image fetched from the PACS, a file landed without a header)."""
+    with open(path, "rb") as handle:
+        head = handle.read(HEAD_BYTES)
+    return claims_dicom(path.name, head) or looks_like_bare_dicom(head)
+
+
 def write_reports(out: Path, paths: Sequence[str | None], texts: Sequence[str | None]) -> int:
     """Write each report's text to its path under ``out``; returns how many were written."""
     written = 0
+    made: set[str] = set()
     for path, text in zip(paths, texts, strict=True):
         if path is None or text is None:
             continue
-        target = out / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        target = os.path.join(out, path)
+        parent = os.path.dirname(target)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
         written += 1
     return written
 

@@ -133,7 +133,7 @@ def _raw_parts(lake: Path, table: str) -> list[str]:
 
 
 def _register_raw_views(connection: duckdb.DuckDBPyConnection, lake: Path) -> None:
-    """The latest DICOM header and landed file of each image name, straight from the raw layer.
+    """The latest DICOM header of each image name, straight from the raw layer.
 
     The raw layer keeps the Patient ID as delivered (marts carry only pseudonyms); it is read here
     once, turned into a pseudonym, and never written to the export unless --no-deidentify.
@@ -142,10 +142,6 @@ def _register_raw_views(connection: duckdb.DuckDBPyConnection, lake: Path) -> No
     connection.execute(
         "create or replace temp view export_dicom_patients as select file_name, patient_id "
         f"from {_read_parquet(_raw_parts(lake, 'dicom_instances'))} {latest}"
-    )
-    connection.execute(
-        "create or replace temp view export_image_objects as select file_name, source_file_sha256 as object_sha256 "
-        f"from {_read_parquet(_raw_parts(lake, 'image_files'))} {latest}"
     )
 
 
@@ -230,7 +226,7 @@ def _manifest_sql(filters: ExportFilters, split: SplitSpec, *, deidentify: bool)
     group = "coalesce(patients.patient_key, 'exam:' || exams.exam_key)"
     patient_id_column = "" if deidentify else "patients.patient_id,"
     image_condition = (
-        "and (images.object_sha256 is not null or coalesce(images.is_in_pacs, false))" if filters.require_image else ""
+        "and (images.object_path is not null or coalesce(images.is_in_pacs, false))" if filters.require_image else ""
     )
     extension = " ".join(f"when '{media}' then '{ext}'" for media, ext in _EXTENSIONS.items())
     sql = f"""
@@ -262,10 +258,8 @@ def _manifest_sql(filters: ExportFilters, split: SplitSpec, *, deidentify: bool)
         images as (
             select
                 dim.image_key, dim.file_name, dim.media_type, dim.is_dicom, dim.modality, dim.view_position,
-                dim.orthanc_instance_id, dim.is_in_pacs,
-                case when dim.is_file_available then objects.object_sha256 end as object_sha256
+                dim.orthanc_instance_id, dim.is_in_pacs, dim.object_path
             from marts.dim_images as dim
-            left join export_image_objects as objects on dim.file_name = objects.file_name
         ),
         patients as (
             select dicoms.file_name, dicoms.patient_id, pseudonyms.patient_key
@@ -292,7 +286,7 @@ def _manifest_sql(filters: ExportFilters, split: SplitSpec, *, deidentify: bool)
                 images.view_position,
                 images.modality,
                 exams.published_at,
-                case when images.object_sha256 is not null or coalesce(images.is_in_pacs, false)
+                case when images.object_path is not null or coalesce(images.is_in_pacs, false)
                     then 'images/' || exams.exam_key
                         || case coalesce(images.media_type, 'application/dicom') {extension} else '.bin' end
                 end as planned_image_path,
@@ -302,9 +296,7 @@ def _manifest_sql(filters: ExportFilters, split: SplitSpec, *, deidentify: bool)
                 reports.report_text
                 {label_columns}
                 {prediction_columns},
-                case when images.object_sha256 is not null
-                    then 'objects/' || left(images.object_sha256, 2) || '/' || images.object_sha256
-                end as object_relative_path,
+                images.object_path as object_relative_path,
                 images.orthanc_instance_id,
                 coalesce(images.is_dicom, images.is_in_pacs, false) as is_dicom
             from exams

@@ -157,6 +157,7 @@ def run(
     _bench_landing(bench, delivery, lake, workdir, input_bytes)
     if not skip_dbt:
         _bench_dbt_and_queries(bench, lake, workdir, exams, skip_spark=skip_spark)
+        _bench_dataset_export(bench, lake, workdir)
     _bench_dicom(bench, workdir)
     if not skip_torch:
         _bench_inference(bench, workdir)
@@ -293,6 +294,33 @@ def _measure_jvm_process(argv: list[str]) -> tuple[float, float, subprocess.Comp
     stdout, stderr = process.communicate()
     wall = time.perf_counter() - start
     return wall, peak / 2**20, subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
+def _bench_dataset_export(bench: BenchFigures, lake: Path, workdir: Path) -> None:
+    """`medlake dataset export` of three labels over the whole lake: the manifest is one DuckDB query.
+
+    Measured twice: as by default (one reports/*.txt file per exam), and with --no-report-files
+    (texts only in the manifest), which isolates the query + manifest + cards.
+    """
+    for name, extra in (("dataset_export", ()), ("dataset_export_no_report_files", ("--no-report-files",))):
+        out = workdir / name
+        wall, peak_mb, result = _measure_process(
+            _medlake(
+                "dataset", "export", "--lake", str(lake), "--out", str(out), "--labels", "Covid,Pneumonia,Edema",
+                "--no-progress", "--format", "json", *extra,
+            )
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"dataset export failed in the benchmark: {result.stderr[-2000:]}")
+        summary = json.loads(result.stdout)
+        bench.figures[f"{name}_s"] = round(wall, 2)
+        bench.figures[f"{name}_peak_rss_mb"] = round(peak_mb)
+        shutil.rmtree(out, ignore_errors=True)
+    bench.figures["dataset_export_rows"] = summary["rows"]
+    bench.notes.append(
+        f"dataset export: {summary['rows']} manifest rows, images {summary['images']['by_status']} "
+        "(the bench delivery has no image files: the figures are the manifest, reports and cards)"
+    )
 
 
 def _write_bench_dicoms(directory: Path, count: int) -> list[Path]:

@@ -1,7 +1,8 @@
 """The main job behind `make run`: the whole product on a deterministic synthetic data set.
 
 synth -> land -> dbt build + docs -> the analysts' two questions -> (Orthanc up -> pacs run ->
-dbt build -> one data-scientist query joining exams, labels, images and model scores).
+dbt build -> one data-scientist query joining exams, labels, images and model scores) -> a
+de-identified training set exported from the lake.
 Needs nothing from ../shared, so it works on a fresh clone.
 """
 
@@ -13,6 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 DEMO_MONTH = "2021-12"
+DEMO_LABELS = ("Covid", "Pneumonia", "Pleural Effusion")
 
 
 def _banner(title: str) -> None:
@@ -28,7 +30,7 @@ def run(workdir: Path, *, exams: int, seed: int, skip_pacs: bool) -> int:
     delivery = workdir / "delivery"
     lake = workdir / "lake"
     # A demo is a fresh, reproducible run: same seed, same answers.
-    for stale in (delivery, lake, workdir / "results"):
+    for stale in (delivery, lake, workdir / "results", workdir / "training_set"):
         shutil.rmtree(stale, ignore_errors=True)
 
     _banner(f"1. synthetic delivery: {exams} exams, seed {seed}")
@@ -46,9 +48,9 @@ def run(workdir: Path, *, exams: int, seed: int, skip_pacs: bool) -> int:
     _banner("5. a sample of Chest exams with more than 5 labels, with their images")
     print(queries.chest_many_labels(lake, body_part="Chest", min_labels=6, limit=10).render())
 
-    if skip_pacs:
-        return 0
-    return _pacs_loop(workdir, delivery, lake)
+    status = 0 if skip_pacs else _pacs_loop(workdir, delivery, lake)
+    _export_training_set(workdir, lake, step=6 if skip_pacs else 10)
+    return status
 
 
 def _pacs_loop(workdir: Path, delivery: Path, lake: Path) -> int:
@@ -82,6 +84,25 @@ def _pacs_loop(workdir: Path, delivery: Path, lake: Path) -> int:
     _banner("9. one query for a data scientist: exams + labels + images + model scores")
     print(queries.exams_with_predictions(lake, limit=10).render())
     return 0 if summary.ok else 1
+
+
+def _export_training_set(workdir: Path, lake: Path, *, step: int) -> None:
+    from medlake.dataset import ExportFilters, SplitSpec, export_dataset
+
+    out = workdir / "training_set"
+    _banner(f"{step}. a de-identified training set: Chest exams with an image, 3 label columns, split by patient")
+    summary = export_dataset(
+        lake,
+        out,
+        filters=ExportFilters(labels=DEMO_LABELS, body_part="Chest", require_image=True),
+        split=SplitSpec(0.8, 0.1, 0.1, seed=0),
+        progress=True,
+        command=f"medlake dataset export --lake {lake} --out {out} --labels {','.join(DEMO_LABELS)} "
+        "--body-part Chest --require-image --split 0.8,0.1,0.1 --seed 0",
+    )
+    print(summary.render())
+    print(f"training set: {out} (manifest.parquet, images/, reports/, dataset.json, DATASET.md)")
+    print(f"in PyTorch: medlake.dataset.LakeDataset({str(out)!r}, split='train')")
 
 
 def _restore_env(name: str, value: str | None) -> None:
