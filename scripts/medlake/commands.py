@@ -195,6 +195,8 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
+    if not (args.skip_torch and args.skip_orthanc):
+        require_pacs("medlake bench (without --skip-torch --skip-orthanc)")
     from medlake.devtools import bench as benchmarks
 
     figures = benchmarks.run(
