@@ -23,7 +23,7 @@
 
 {%- set landed_after = incremental_watermark() %}
 {%- set dicom_columns = [
-    'patient_id', 'study_instance_uid', 'series_instance_uid', 'sop_instance_uid', 'sop_class_uid', 'modality',
+    'patient_id', 'patient_pseudonym', 'study_instance_uid', 'series_instance_uid', 'sop_instance_uid', 'sop_class_uid', 'modality',
     'body_part_examined', 'view_position', 'study_date', 'pixel_rows', 'pixel_columns', 'bits_stored',
     'photometric_interpretation', 'transfer_syntax_uid',
 ] %}

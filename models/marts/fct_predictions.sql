@@ -42,6 +42,7 @@ final as (
         latest_predictions.study_instance_uid,
         latest_predictions.series_instance_uid,
         latest_predictions.patient_id,
+        latest_predictions.patient_pseudonym,
         latest_predictions.orthanc_instance_id,
         latest_predictions.pathology,
         coalesce(label_taxonomy.label, {{ title_case('latest_predictions.pathology') }}) as label,

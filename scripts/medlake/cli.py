@@ -24,6 +24,7 @@ from typing import Any
 
 from medlake import __version__
 from medlake.errors import MedlakeError
+from medlake.file_modes import restrict_umask
 
 DEFAULT_LAKE = Path(os.environ.get("MEDLAKE_LAKE_DIR", "data/lake"))
 
@@ -42,17 +43,26 @@ environment:
   ORTHANC_USERNAME/PASSWORD Orthanc credentials (default: the random password `orthanc start` wrote)
   MEDLAKE_ORTHANC_STORAGE   the Orthanc storage whose credentials.json clients read (default data/orthanc)
   MEDLAKE_XRV_WEIGHTS_DIR   where the TorchXRayVision weights file is looked for
+  MEDLAKE_UMASK             umask for everything medlake writes (default 077; 007 for a team group)
+  MEDLAKE_PSEUDONYM_KEY     hex key for patient pseudonyms (default: LAKE/keys/pseudonym.key)
 """
 
 
 # --- argument types ------------------------------------------------------------------
 
 
+# Whole-number arguments may end up in SQL as BIGINT: anything larger is an argument error, not a query failure.
+MAX_WHOLE_NUMBER = 2**63 - 1
+
+
 def _bounded_int(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not minimum <= value <= MAX_WHOLE_NUMBER:
+            raise argparse.ArgumentTypeError(f"must be between {minimum} and {MAX_WHOLE_NUMBER}, got {value}")
         return value
 
     return parse
@@ -63,10 +73,12 @@ _non_negative_int = _bounded_int(0)
 
 
 def _month(text: str) -> str:
+    from medlake.warehouse.queries import month_bounds  # the one definition of a valid month
+
     try:
-        dt.datetime.strptime(text, "%Y-%m")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM, got {text!r}") from None
+        month_bounds(text)
+    except MedlakeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
@@ -242,6 +254,12 @@ COMMANDS: tuple[Command, ...] = (
             arg("--full-refresh", action="store_true", help="rebuild incremental models from scratch"),
             arg("--select", default=None, help="dbt node selection, passed through"),
             arg("--no-docs", action="store_true", help="skip `dbt docs generate`"),
+            arg(
+                "--include-patient-id",
+                action="store_true",
+                help="also fill the marts' patient_id columns (default: NULL; marts always carry patient_pseudonym); "
+                "changing this choice rebuilds every mart",
+            ),
         ),
     ),
     Command(
@@ -365,6 +383,7 @@ def run_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        restrict_umask()  # before anything is written: nothing medlake creates is readable by other users
         return run_command(args)
     except MedlakeError as exc:
         print(f"medlake: error: {exc}", file=sys.stderr)

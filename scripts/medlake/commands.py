@@ -62,7 +62,12 @@ def build(args: argparse.Namespace) -> int:
 
     quiet = args.format == "json"  # dbt's own log would break the JSON on stdout
     summary = dbt_runner.build(
-        args.lake, full_refresh=args.full_refresh, select=args.select, docs=not args.no_docs, quiet=quiet
+        args.lake,
+        full_refresh=args.full_refresh,
+        select=args.select,
+        docs=not args.no_docs,
+        quiet=quiet,
+        include_patient_id=args.include_patient_id,
     )
     if quiet:
         emit(summary, args.format)

@@ -249,3 +249,26 @@ def test_bad_and_odd_files_are_reported_and_the_rest_continues(
     assert any("non-square 169x211" in w for w in dog["warnings"])
     assert "WITH FAILURES" in summary.render()
     assert Path(tmp_path / "lake" / "raw" / "model_runs").is_dir()
+
+
+def test_results_json_carries_a_pseudonym_not_the_patient_id(first_run, shared_dicom_dir):
+    """Issue 9 item 9: results/*.json name the patient by the lake's keyed pseudonym only."""
+    from medlake.lake import pseudonyms
+
+    summary, work = first_run
+    key = pseudonyms.pseudonym_key(work / "lake")
+    patient_ids = {}
+    for row in summary.files:
+        if row.model_status == pacs.CLASSIFIED:
+            dataset = pydicom.dcmread(shared_dicom_dir / row.file, stop_before_pixels=True, force=True)
+            patient_ids[row.sop_instance_uid] = str(dataset.get("PatientID", "") or "")
+    assert any(patient_ids.values())
+    for path in (work / "results").glob("*.json"):
+        text = path.read_text()
+        result = json.loads(text)
+        patient_id = patient_ids[path.stem]
+        assert "patient_id" not in result["source"] and "patient_id" not in result["orthanc"]
+        assert result["source"]["patient_pseudonym"] == pseudonyms.pseudonymise(key, patient_id)
+        if patient_id:
+            assert patient_id not in text
+        assert path.stat().st_mode & 0o007 == 0, "results JSON must not be readable by other users"

@@ -7,7 +7,8 @@ renamed as (
     select
         ----------  ids
         file_name,
-        patient_id,
+        {{ opted_in_patient_id('patient_id') }} as patient_id,
+        {{ pseudonym_of('patient_id', 'patient') }} as patient_pseudonym,
         study_instance_uid,
         series_instance_uid,
         sop_instance_uid,

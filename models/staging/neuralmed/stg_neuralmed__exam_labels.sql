@@ -11,7 +11,7 @@ renamed as (
 
         ----------  strings
         classification as label_raw,
-        labelled_by,
+        {{ pseudonym_of('labelled_by', 'staff') }} as labelled_by,
         labelling_method,
         classification_type,
         value as value_raw,

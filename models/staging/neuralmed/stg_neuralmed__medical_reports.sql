@@ -10,7 +10,7 @@ renamed as (
         exam_id as reported_exam_id_raw,
 
         ----------  strings
-        reported_by,
+        {{ pseudonym_of('reported_by', 'staff') }} as reported_by,
         text as report_text,
         extra_fields_json,
 

@@ -14,7 +14,8 @@ renamed as (
         sop_instance_uid,
         study_instance_uid,
         series_instance_uid,
-        patient_id,
+        {{ opted_in_patient_id('patient_id') }} as patient_id,
+        {{ pseudonym_of('patient_id', 'patient') }} as patient_pseudonym,
         orthanc_instance_id,
         sr_sop_instance_uid,
 

@@ -14,11 +14,13 @@ renamed as (
         sop_instance_uid,
         study_instance_uid,
         series_instance_uid,
-        patient_id,
+        {{ opted_in_patient_id('patient_id') }} as patient_id,
+        {{ pseudonym_of('patient_id', 'patient') }} as patient_pseudonym,
         orthanc_instance_id,
         orthanc_series_id,
         orthanc_study_id,
-        orthanc_patient_id,
+        -- Orthanc's patient id is a plain SHA-1 of the Patient ID: reversible by trying every record number
+        {{ opted_in_patient_id('orthanc_patient_id') }} as orthanc_patient_id,
         referenced_sop_instance_uid,
 
         ----------  strings

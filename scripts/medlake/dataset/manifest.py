@@ -28,6 +28,7 @@ from medlake.dataset.splits import SplitSpec, split_sql
 from medlake.errors import DatasetError
 from medlake.lake import pseudonyms
 from medlake.lake.layout import raw_dir, warehouse_path
+from medlake.warehouse import sql_text
 
 POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
 # Columns the file stage needs and the published manifest does not carry.
@@ -167,8 +168,8 @@ def _register_raw_views(connection: duckdb.DuckDBPyConnection, lake: Path) -> No
 
 
 def _read_parquet(paths: list[str]) -> str:
-    # A view cannot take bound parameters: the lake's own file paths go in as escaped literals.
-    listed = ", ".join("'" + path.replace("'", "''") + "'" for path in paths)
+    # A view cannot take bound parameters: the lake's own file paths go in as literals made by sql_text.
+    listed = ", ".join(sql_text.string_literal(sql_text.glob_escape(path)) for path in paths)
     return f"read_parquet([{listed}], union_by_name = true)"
 
 

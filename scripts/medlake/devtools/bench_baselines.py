@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from medlake.warehouse import sql_text
+
 
 @dataclass(frozen=True)
 class BaselineResult:
@@ -133,7 +135,7 @@ def duckdb_copy(files: list[Path], out: Path, skip_files: set[str], threads: int
         if f"exam/{path.name}" not in skip_files:
             os.link(path, mirror / path.name)
             linked += 1
-    pattern = str(mirror / "*.json")
+    pattern = sql_text.string_literal(sql_text.glob_escape(mirror) + "/*.json")
     connection = duckdb.connect()
     if threads:
         connection.execute(f"set threads = {int(threads)}")
@@ -141,11 +143,11 @@ def duckdb_copy(files: list[Path], out: Path, skip_files: set[str], threads: int
     start = time.perf_counter()
     try:
         connection.execute(
-            f"copy (select * from read_json('{pattern}', columns = {{'content': 'JSON', "
-            f"'publication_timestamp': 'DOUBLE'}}, filename = true)) to '{out}' (format parquet)"
+            f"copy (select * from read_json({pattern}, columns = {{'content': 'JSON', "
+            f"'publication_timestamp': 'DOUBLE'}}, filename = true)) to {sql_text.string_literal(out)} (format parquet)"
         )
         seconds = time.perf_counter() - start
-        records = connection.execute(f"select count(*) from read_parquet('{out}')").fetchone()[0]
+        records = connection.execute("select count(*) from read_parquet(?)", [sql_text.glob_escape(out)]).fetchone()[0]
     except Exception as exc:  # the one-liner's failure is itself a result worth reporting
         seconds = time.perf_counter() - start
         records = 0

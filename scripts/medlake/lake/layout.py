@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medlake.errors import LakeError
+from medlake.file_modes import restrict_umask
 from medlake.lake.raw_schema import RAW_TABLES
 
 WAREHOUSE_FILE = "medlake.duckdb"
@@ -54,7 +55,12 @@ def warehouse_path(lake: Path) -> Path:
 
 
 def init_lake(lake: Path) -> None:
-    """Create the lake's folders and each raw table's zero-row schema file (idempotent)."""
+    """Create the lake's folders and each raw table's zero-row schema file (idempotent).
+
+    Every writer starts here, so this is where the process umask is tightened (``file_modes``):
+    nothing under the lake is readable by other users, whether medlake runs as a CLI or a library.
+    """
+    restrict_umask()
     try:
         for table, schema in RAW_TABLES.items():
             directory = raw_dir(lake, table)
@@ -207,7 +213,7 @@ def _try_lock(handle: BinaryIO) -> bool:
 
 
 @contextlib.contextmanager
-def exclusive_lock(lake: Path, *, busy_message: str) -> Iterator[None]:
+def exclusive_lock(lake: Path, *, busy_message: str) -> Iterator[BinaryIO]:
     """Hold the lake's exclusive advisory lock for the with-block; fail fast with ``busy_message`` if taken.
 
     The holder's pid and start time are written into the lock file. flock is released by the
@@ -215,6 +221,9 @@ def exclusive_lock(lake: Path, *, busy_message: str) -> Iterator[None]:
     it: if the recorded holder is dead while the lock is still held, its leftover children are
     stopped and the lock is taken, with a message (the lake is then repaired by the command's
     own crash recovery, e.g. land's orphan-part removal).
+
+    Yields the locked file: a child process that inherits its descriptor (``pass_fds``) holds the
+    lock with its parent, so the lock is free only once both have ended (``medlake build``'s dbt).
     """
     lock_path = lake / "raw" / LOCK_FILE
     try:
@@ -229,7 +238,7 @@ def exclusive_lock(lake: Path, *, busy_message: str) -> Iterator[None]:
             _break_stale_lock(handle, holder, lake)
         _write_holder(handle)
         try:
-            yield
+            yield handle
         finally:
             with contextlib.suppress(OSError):
                 handle.truncate(0)

@@ -22,6 +22,9 @@ KEY_ENV_VAR = "MEDLAKE_PSEUDONYM_KEY"
 KEY_RELATIVE_PATH = Path("keys") / "pseudonym.key"
 KEY_BYTES = 32
 PSEUDONYM_PREFIX = "pt_"
+STAFF_PSEUDONYM_PREFIX = "st_"
+# Staff names are hashed in their own domain: a staff pseudonym never equals a patient's.
+STAFF_DOMAIN = b"medlake staff\x00"
 # 128 bits of the HMAC: collision-free at any hospital's scale, short enough to read in a table.
 PSEUDONYM_HEX_CHARS = 32
 
@@ -71,3 +74,14 @@ def pseudonymise(key: bytes, value: str | None) -> str | None:
         return None
     digest = hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
     return PSEUDONYM_PREFIX + digest[:PSEUDONYM_HEX_CHARS]
+
+
+def pseudonymise_staff(key: bytes, name: str | None) -> str | None:
+    """``st_`` + 32 hex of HMAC-SHA-256(key, staff domain + name): labellers and reporters in marts."""
+    if name is None:
+        return None
+    text = str(name).strip()
+    if not text:
+        return None
+    digest = hmac.new(key, STAFF_DOMAIN + text.encode("utf-8"), hashlib.sha256).hexdigest()
+    return STAFF_PSEUDONYM_PREFIX + digest[:PSEUDONYM_HEX_CHARS]

@@ -41,6 +41,7 @@ from pydicom.dataset import Dataset
 from medlake import __version__
 from medlake.errors import DicomError, LakeError
 from medlake.lake import layout as lake_io
+from medlake.lake import pseudonyms
 from medlake.lake.raw_schema import RAW_TABLES
 from medlake.pacs import sr_builder, weights
 from medlake.pacs.instance_identity import StoredCopies
@@ -515,6 +516,7 @@ def run(
         )
 
     warning = TRAINED_WARNING if identity.weights_trained else UNTRAINED_WARNING
+    pseudonym_key = pseudonyms.pseudonym_key(lake)  # results name patients by the lake's keyed pseudonym only
     results_written = 0
     for source in chosen:
         rel = source.relative
@@ -531,6 +533,7 @@ def run(
             verified=verified.get(rel),
             warnings=prediction.warnings,
             warning=warning,
+            pseudonym_key=pseudonym_key,
             run={
                 "run_id": run_id,
                 "predicted_at": predicted_at.isoformat(),
@@ -591,9 +594,14 @@ def _result_json(
     verified: bool | None,
     warnings: Sequence[str],
     warning: str,
+    pseudonym_key: bytes,
     run: dict,
 ) -> dict:
-    """Per-image results. Everything but the ``run`` block is deterministic for the same inputs."""
+    """Per-image results. Everything but the ``run`` block is deterministic for the same inputs.
+
+    The patient appears only as the lake's keyed pseudonym: neither PatientID nor Orthanc's patient
+    id (a plain SHA-1 of PatientID, reversible by trying every medical record number).
+    """
     header = source.header
     return {
         "warning": warning,
@@ -605,14 +613,13 @@ def _result_json(
             "sop_class_uid": source.uid("SOPClassUID"),
             "study_instance_uid": source.uid("StudyInstanceUID"),
             "series_instance_uid": source.uid("SeriesInstanceUID"),
-            "patient_id": str(header.get("PatientID", "") or ""),
+            "patient_pseudonym": pseudonyms.pseudonymise(pseudonym_key, str(header.get("PatientID", "") or "")),
             "modality": source.uid("Modality"),
         },
         "orthanc": {
             "instance_id": upload.orthanc_id,
             "series_id": upload.series_id,
             "study_id": upload.study_id,
-            "patient_id": upload.patient_id,
         },
         "model": identity.to_dict(),
         "threshold_rule": "is_positive = score >= threshold; op_norm-calibrated scores: 0.5 = operating point",

@@ -23,6 +23,7 @@ import duckdb
 from medlake.errors import LakeError
 from medlake.lake import layout as lake_layout
 from medlake.lake.raw_schema import RAW_TABLES
+from medlake.warehouse import sql_text
 
 STATE_SCHEMA = "medlake_meta"
 STATE_TABLE = "build_state"
@@ -45,6 +46,8 @@ class BuildState:
     pacs_signature: str  # the PACS raw files the build saw (pacs_signature())
     built_at: dt.datetime  # naive UTC
     full_refresh: bool
+    include_patient_id: bool = False  # the marts carry patient ids (opt-in at build time)
+    pseudonym_key_id: str = ""  # pseudonym_table.key_id of the key the marts' pseudonyms were made with
 
     def to_dict(self) -> dict:
         return {
@@ -54,6 +57,8 @@ class BuildState:
             "pacs_signature": self.pacs_signature,
             "built_at": self.built_at.isoformat(sep=" "),
             "full_refresh": self.full_refresh,
+            "include_patient_id": self.include_patient_id,
+            "pseudonym_key_id": self.pseudonym_key_id,
         }
 
 
@@ -89,15 +94,17 @@ def pacs_signature(lake: Path) -> str:
 
 def landed_until(lake: Path) -> dt.datetime | None:
     """The latest ``ingested_at`` in the lake's landed raw tables (Parquet statistics only, no full scan)."""
+    # one bound glob per table (sql_text: the lake path cannot widen it); statistics answer max()
     selects = [
-        f"select max(ingested_at) as latest from read_parquet('{lake_layout.raw_dir(lake, table)}/**/*.parquet', "
-        "hive_partitioning = false, union_by_name = true)"
-        for table in LANDED_TABLES
-    ]
+        "select max(ingested_at) as latest from read_parquet(?, hive_partitioning = false, union_by_name = true)"
+    ] * len(LANDED_TABLES)
+    globs = [sql_text.parquet_glob(lake_layout.raw_dir(lake, table)) for table in LANDED_TABLES]
     try:
         with duckdb.connect() as connection:
             connection.execute("set TimeZone = 'UTC'")
-            [(latest,)] = connection.execute(f"select max(latest) from ({' union all '.join(selects)})").fetchall()
+            [(latest,)] = connection.execute(
+                f"select max(latest) from ({' union all '.join(selects)})", globs
+            ).fetchall()
     except duckdb.Error as exc:
         raise LakeError(f"cannot read the raw layer of {lake}: {exc}") from exc
     if latest is None:
@@ -112,8 +119,8 @@ def read(warehouse: Path) -> BuildState | None:
     try:
         with duckdb.connect(str(warehouse), read_only=True) as connection:
             rows = connection.execute(
-                f"select project_fingerprint, lake_path, landed_until, pacs_signature, built_at, full_refresh "
-                f"from {STATE_SCHEMA}.{STATE_TABLE}"
+                f"select project_fingerprint, lake_path, landed_until, pacs_signature, built_at, full_refresh, "
+                f"include_patient_id, pseudonym_key_id from {STATE_SCHEMA}.{STATE_TABLE}"
             ).fetchall()
     except (duckdb.CatalogException, duckdb.BinderException):
         return None  # no record, or one from an older medlake
@@ -121,8 +128,10 @@ def read(warehouse: Path) -> BuildState | None:
         raise LakeError(f"cannot read the build record in {warehouse}: {exc}") from exc
     if len(rows) != 1:
         return None
-    fingerprint, lake_path, landed, pacs, built_at, full_refresh = rows[0]
-    return BuildState(fingerprint, lake_path, landed, pacs, built_at, bool(full_refresh))
+    fingerprint, lake_path, landed, pacs, built_at, full_refresh, include_patient_id, key_id = rows[0]
+    return BuildState(
+        fingerprint, lake_path, landed, pacs, built_at, bool(full_refresh), bool(include_patient_id), key_id
+    )
 
 
 def write(warehouse: Path, state: BuildState) -> None:
@@ -134,10 +143,11 @@ def write(warehouse: Path, state: BuildState) -> None:
                 f"create or replace table {STATE_SCHEMA}.{STATE_TABLE} ("
                 "project_fingerprint varchar not null, lake_path varchar not null, landed_until timestamp, "
                 "pacs_signature varchar not null, "
-                "built_at timestamp not null, full_refresh boolean not null)"
+                "built_at timestamp not null, full_refresh boolean not null, include_patient_id boolean not null, "
+                "pseudonym_key_id varchar not null)"
             )
             connection.execute(
-                f"insert into {STATE_SCHEMA}.{STATE_TABLE} values (?, ?, ?, ?, ?, ?)",
+                f"insert into {STATE_SCHEMA}.{STATE_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     state.project_fingerprint,
                     state.lake_path,
@@ -145,6 +155,8 @@ def write(warehouse: Path, state: BuildState) -> None:
                     state.pacs_signature,
                     state.built_at,
                     state.full_refresh,
+                    state.include_patient_id,
+                    state.pseudonym_key_id,
                 ],
             )
     except duckdb.Error as exc:

@@ -1,9 +1,8 @@
 """Running dbt (the project in the repo root) against one lake: ``medlake build`` and ``medlake docs``.
 
-dbt runs as a subprocess of the same interpreter (dbt's ``cli()`` entry point) rather than
-in-process: dbt-duckdb keeps a process-wide DuckDB connection, and a fresh process per
-command means no stale handle on the warehouse file, no shared dbt global state between two
-lakes, and a clean read-only open for ``medlake query`` afterwards.
+dbt runs in a guarded child process (``dbt_process``: it dies with ``medlake`` and holds the
+lake lock with it) and builds into a new warehouse file that replaces the live one atomically
+at the end (``warehouse_swap``), so readers never block a build nor see one half done.
 
 Each lake gets its own dbt target and log directory (``target/lakes/<lake name>-<hash>/``)
 so two lakes never overwrite each other's manifest, partial-parse state, run results or docs
@@ -26,39 +25,25 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from medlake.errors import DbtError
+from medlake.file_modes import restrict_umask
 from medlake.lake import layout as lake_layout
+from medlake.lake import pseudonyms
 from medlake.settings import dbt_project_dir
-from medlake.warehouse import build_state
+from medlake.warehouse import build_state, dbt_process, pseudonym_table, sql_text, warehouse_swap
 
 PROJECT_DIR = dbt_project_dir()  # $MEDLAKE_DBT_PROJECT_DIR, the checkout, or the packaged copy
 LAKE_TARGETS_DIR = PROJECT_DIR / "target" / "lakes"
 
-# dbt's programmatic entry point, run by this interpreter in a child process. It writes each node's
-# outcome to RESULTS_FILE itself, so a build can skip dbt's JSON artifacts (--no-write-json: writing
-# manifest.json twice costs about a second per build) and still name the failing nodes.
 RESULTS_FILE = "medlake_results.json"
-DBT_LAUNCHER = """
-import json, sys
-from dbt.cli.main import dbtRunner
-results_path, arguments = sys.argv[1], sys.argv[2:]
-outcome = dbtRunner().invoke(arguments)
-rows = [
-    {"unique_id": r.node.unique_id, "status": str(getattr(r.status, "value", r.status)), "message": r.message or ""}
-    for r in (getattr(outcome.result, "results", None) or [])
-]
-with open(results_path, "w") as handle:
-    json.dump({"results": rows}, handle)
-sys.exit(0 if outcome.success else 2 if outcome.exception is not None else 1)
-"""
 # What an incremental build skips when the warehouse was built by this very project: views are
 # already defined (they read the raw Parquet live), seeds are already loaded, unit tests check
 # SQL logic that has not changed (so do tests tagged `logic`). Tests of data still run, on the changed rows.
@@ -66,8 +51,9 @@ UNCHANGED_NODES = ("config.materialized:view", "resource_type:seed", "resource_t
 # The marts built from PACS raw tables only, and the PACS source's own tests: skipped while no PACS run wrote.
 PACS_NODES = ("fct_predictions", "fct_model_runs", "source:pacs")
 TESTS_SINCE_VARIABLE = "MEDLAKE_TESTS_CHANGED_SINCE"
-# The landing's lock file (medlake.landing): a build never runs while a delivery is being landed,
-# so every landing is either wholly before a build's watermark or wholly after it.
+WAREHOUSE_VARIABLE = "MEDLAKE_WAREHOUSE_PATH"
+RAW_LOCATION_VARIABLE = "MEDLAKE_RAW_LOCATION"
+DERIVED_LOCATION_VARIABLE = "MEDLAKE_DERIVED_LOCATION"
 # Statuses in run_results.json that mean the build failed (warnings do not).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -94,6 +80,7 @@ class BuildPlan:
     full_refresh: bool
     excluded: tuple[str, ...]  # dbt selectors skipped because they cannot have changed
     tests_changed_since: str | None  # data tests check rows landed after this (naive UTC), or all rows
+    include_patient_id: bool = False  # the marts' patient_id columns are filled (opt-in), else NULL
 
     def to_dict(self) -> dict:
         return {
@@ -102,6 +89,7 @@ class BuildPlan:
             "full_refresh": self.full_refresh,
             "excluded": list(self.excluded),
             "tests_changed_since": self.tests_changed_since,
+            "include_patient_id": self.include_patient_id,
         }
 
 
@@ -119,6 +107,7 @@ class BuildSummary:
     full_refresh: bool
     select: str | None
     plan: BuildPlan | None = None
+    warehouse_copy_s: float = 0.0  # copying the live warehouse into the build file (incremental builds)
 
     @property
     def node_count(self) -> int:
@@ -147,6 +136,7 @@ class BuildSummary:
             "full_refresh": self.full_refresh,
             "select": self.select,
             "plan": self.plan.to_dict() if self.plan else None,
+            "warehouse_copy_s": round(self.warehouse_copy_s, 3),
         }
 
 
@@ -158,9 +148,13 @@ def target_path_for(lake: Path) -> Path:
     return LAKE_TARGETS_DIR / f"{readable}-{digest}"
 
 
-def _dbt_environment(lake: Path, tests_changed_since: str | None = None) -> dict[str, str]:
+def _dbt_environment(lake: Path, warehouse: Path, tests_changed_since: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["MEDLAKE_LAKE_DIR"] = str(lake)
+    # the file dbt writes (profiles.yml); the raw tables' read_parquet, quoted by sql_text (sources YAML)
+    env[WAREHOUSE_VARIABLE] = str(warehouse)
+    env[RAW_LOCATION_VARIABLE] = sql_text.table_location(lake / "raw")
+    env[DERIVED_LOCATION_VARIABLE] = sql_text.table_location(pseudonym_table.derived_dir(lake))
     # Only an incremental medlake build scopes tests; never inherit a stale value.
     env.pop(TESTS_SINCE_VARIABLE, None)
     if tests_changed_since:
@@ -172,11 +166,7 @@ def _dbt_environment(lake: Path, tests_changed_since: str | None = None) -> dict
 
 
 def _dbt_command(subcommand: list[str], target_path: Path) -> list[str]:
-    command = [
-        sys.executable,
-        "-c",
-        DBT_LAUNCHER,
-        str(target_path / RESULTS_FILE),
+    arguments = [
         *subcommand,
         "--project-dir",
         ".",
@@ -188,8 +178,8 @@ def _dbt_command(subcommand: list[str], target_path: Path) -> list[str]:
         str(target_path / "logs"),
     ]
     if not sys.stdout.isatty():
-        command.append("--no-use-colors")
-    return command
+        arguments.append("--no-use-colors")
+    return dbt_process.launcher_command(target_path / RESULTS_FILE, arguments)
 
 
 def _check_project() -> None:
@@ -198,24 +188,24 @@ def _check_project() -> None:
 
 
 def _run_dbt(
-    subcommand: list[str], lake: Path, target_path: Path, *, quiet: bool, tests_changed_since: str | None = None
+    subcommand: list[str],
+    lake: Path,
+    target_path: Path,
+    *,
+    warehouse: Path,
+    quiet: bool,
+    tests_changed_since: str | None = None,
+    lock_fd: int | None = None,
 ) -> tuple[int, str]:
-    """Run one dbt command from the project dir; its output streams to ours unless ``quiet``."""
-    command = _dbt_command(subcommand, target_path)
+    """Run one dbt command from the project dir on ``warehouse``; output streams to ours unless ``quiet``."""
     (target_path / RESULTS_FILE).unlink(missing_ok=True)  # a stale file must never pass for this run's
-    try:
-        completed = subprocess.run(
-            command,
-            cwd=PROJECT_DIR,
-            env=_dbt_environment(lake, tests_changed_since),
-            stdout=subprocess.PIPE if quiet else None,
-            stderr=subprocess.STDOUT if quiet else None,
-            text=True,
-            check=False,
-        )
-    except OSError as exc:
-        raise DbtError(f"cannot start dbt with {command[0]}: {exc}") from exc
-    return completed.returncode, completed.stdout or ""
+    return dbt_process.run(
+        _dbt_command(subcommand, target_path),
+        cwd=PROJECT_DIR,
+        env=_dbt_environment(lake, warehouse, tests_changed_since),
+        quiet=quiet,
+        inherit_fds=() if lock_fd is None else (lock_fd,),
+    )
 
 
 def _read_run_results(target_path: Path) -> list[dict]:
@@ -252,13 +242,21 @@ def _failure_message(command: str, results: list[dict], output: str) -> str:
     return f"dbt {command} failed before running any node (see dbt's output above){': ' + tail if tail else ''}"
 
 
-def plan_build(lake: Path, *, full_refresh: bool) -> BuildPlan:
+def plan_build(
+    lake: Path, *, full_refresh: bool, include_patient_id: bool = False, pseudonym_key_id: str | None = None
+) -> BuildPlan:
     """Decide how to build ``lake``: incremental when this project built its warehouse, else full."""
+    if pseudonym_key_id is None:
+        pseudonym_key_id = pseudonym_table.key_id(pseudonyms.pseudonym_key(lake))
     warehouse = lake_layout.warehouse_path(lake)
+
+    def full(mode: str, reason: str) -> BuildPlan:
+        return BuildPlan(mode, reason, mode == "full refresh", (), None, include_patient_id)
+
     if full_refresh:
-        return BuildPlan("full refresh", "requested (--full-refresh)", True, (), None)
+        return full("full refresh", "requested (--full-refresh)")
     if not warehouse.is_file():
-        return BuildPlan("first build", "no warehouse yet: every model is built from the raw layer", False, (), None)
+        return full("first build", "no warehouse yet: every model is built from the raw layer")
     state = build_state.read(warehouse)
     if state is None:
         return BuildPlan(
@@ -267,16 +265,18 @@ def plan_build(lake: Path, *, full_refresh: bool) -> BuildPlan:
             False,
             (),
             None,
+            include_patient_id,
         )
     if state.project_fingerprint != build_state.project_fingerprint(PROJECT_DIR):
         # incremental tables would otherwise keep rows made by the old logic next to rows made by the new
-        return BuildPlan(
-            "full refresh",
-            "the dbt project (models, macros, seeds) changed since this warehouse was built",
-            True,
-            (),
-            None,
-        )
+        return full("full refresh", "the dbt project (models, macros, seeds) changed since this warehouse was built")
+    if state.pseudonym_key_id != pseudonym_key_id:
+        # one key per warehouse: a pseudonym made with another key would split a patient in two
+        return full("full refresh", "the pseudonym key changed since this warehouse was built")
+    if state.include_patient_id != include_patient_id:
+        # every mart row must follow the same choice: no patient ids left behind, none missing
+        chosen = "included" if include_patient_id else "left out"
+        return full("full refresh", f"patient ids are {chosen} now (--include-patient-id changed)")
     since = state.landed_until.isoformat(sep=" ") if state.landed_until else None
     unchanged = list(UNCHANGED_NODES)
     skipped = "views, seeds and unit tests unchanged"
@@ -293,6 +293,7 @@ def plan_build(lake: Path, *, full_refresh: bool) -> BuildPlan:
         False,
         tuple(unchanged),
         since,
+        include_patient_id,
     )
 
 
@@ -303,14 +304,18 @@ def build(
     select: str | None = None,
     docs: bool = True,
     quiet: bool = False,
+    include_patient_id: bool = False,
 ) -> BuildSummary:
     """``dbt build`` (seeds, models, tests) on ``lake``, then ``dbt docs generate`` when ``docs``.
 
     Incremental unless ``full_refresh`` (or the dbt project changed since the warehouse was built,
     see :func:`plan_build`). Raises :class:`DbtError` naming the failing nodes when a model, test or
     seed fails; data tests configured as warnings (quarantine count, report/exam id mismatches) do
-    not fail it. Holds the lake's landing lock: no delivery lands while dbt reads the raw layer.
+    not fail it. dbt builds a copy of the warehouse that replaces the live file only when everything
+    succeeded (``warehouse_swap``); the lake lock is held by this process and dbt until both end.
+    ``include_patient_id`` fills the marts' ``patient_id`` columns (otherwise NULL; pseudonyms always).
     """
+    restrict_umask()
     _check_project()
     lake = Path(lake).resolve()
     lake_layout.init_lake(lake)  # every raw table gets its zero-row schema file, so every source resolves
@@ -321,47 +326,34 @@ def build(
     started = time.perf_counter()
     with lake_layout.exclusive_lock(
         lake, busy_message=f"a medlake land or build is using {lake}; wait for it to finish"
-    ):
-        plan = plan_build(lake, full_refresh=full_refresh)
+    ) as lock:
+        # the identifier -> pseudonym table the staging models join to (the key stays in Python)
+        key_id = pseudonym_table.write(lake)
+        plan = plan_build(
+            lake, full_refresh=full_refresh, include_patient_id=include_patient_id, pseudonym_key_id=key_id
+        )
         if not quiet:
             print(f"medlake build: {plan.mode} - {plan.reason}", file=sys.stderr)
         # read before dbt starts, under the lock: exactly what this build folds in
-        landed_until = build_state.landed_until(lake)
-        pacs_signature = build_state.pacs_signature(lake)
-        fingerprint = build_state.project_fingerprint(PROJECT_DIR)
-        arguments = ["build"]
-        if plan.full_refresh:
-            arguments.append("--full-refresh")
-        if select:
-            arguments += ["--select", select]
-        if plan.excluded:
-            arguments += ["--exclude", *plan.excluded]
-        if not docs:
-            # docs generate reuses the manifest; without docs nothing needs dbt's JSON artifacts
-            arguments.append("--no-write-json")
-        returncode, output = _run_dbt(
-            arguments, lake, target_path, quiet=quiet, tests_changed_since=plan.tests_changed_since
-        )
-        results = _read_run_results(target_path)
-        if returncode != 0:
-            raise DbtError(_failure_message("build", results, output))
-        if select is None:
-            # only a complete build vouches for every model; a partial one leaves the record as it was
-            build_state.write(
-                warehouse,
-                build_state.BuildState(
-                    project_fingerprint=fingerprint,
-                    lake_path=str(lake),
-                    landed_until=landed_until,
-                    pacs_signature=pacs_signature,
-                    built_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                    full_refresh=plan.full_refresh,
-                ),
+        record = _state_for(lake, plan, key_id)
+        building, copy_s = warehouse_swap.prepare(lake, copy_live=not plan.full_refresh)
+        if not quiet and building.is_file():
+            size_mb = building.stat().st_size / 1e6
+            print(
+                f"medlake build: building a copy of the warehouse ({size_mb:,.0f} MB copied in {copy_s:.2f} s)",
+                file=sys.stderr,
             )
-
-    docs_generated = False
-    if docs:
-        docs_generated = _generate_docs(lake, target_path, quiet=quiet)
+        try:
+            results = _build_into(building, lake, target_path, plan, select=select, docs=docs, quiet=quiet, lock=lock)
+            if select is None:
+                # only a complete build vouches for every model; a partial one leaves the record as it was
+                build_state.write(building, record)
+            docs_generated = docs and _generate_docs(
+                lake, target_path, building, quiet=quiet, lock=lock, include_patient_id=plan.include_patient_id
+            )
+            warehouse_swap.publish(lake, building)
+        finally:
+            warehouse_swap.discard(lake)
     elapsed = time.perf_counter() - started
 
     status_counts: dict[str, int] = {}
@@ -378,15 +370,83 @@ def build(
         full_refresh=plan.full_refresh,
         select=select,
         plan=plan,
+        warehouse_copy_s=copy_s,
     )
 
 
-def _generate_docs(lake: Path, target_path: Path, *, quiet: bool) -> bool:
-    arguments = ["docs", "generate"]
+def _state_for(lake: Path, plan: BuildPlan, pseudonym_key_id: str) -> build_state.BuildState:
+    """The record a successful complete build will leave (everything read before dbt starts)."""
+    return build_state.BuildState(
+        project_fingerprint=build_state.project_fingerprint(PROJECT_DIR),
+        lake_path=str(lake),
+        landed_until=build_state.landed_until(lake),
+        pacs_signature=build_state.pacs_signature(lake),
+        built_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        full_refresh=plan.full_refresh,
+        include_patient_id=plan.include_patient_id,
+        pseudonym_key_id=pseudonym_key_id,
+    )
+
+
+def _build_into(
+    building: Path,
+    lake: Path,
+    target_path: Path,
+    plan: BuildPlan,
+    *,
+    select: str | None,
+    docs: bool,
+    quiet: bool,
+    lock: BinaryIO,
+) -> list[dict]:
+    """``dbt build`` into the file ``building``; the node results, or DbtError naming the failures."""
+    arguments = ["build", "--vars", _build_vars(plan.include_patient_id)]
+    if plan.full_refresh:
+        arguments.append("--full-refresh")
+    if select:
+        arguments += ["--select", select]
+    if plan.excluded:
+        arguments += ["--exclude", *plan.excluded]
+    if not docs:
+        # docs generate reuses the manifest; without docs nothing needs dbt's JSON artifacts
+        arguments.append("--no-write-json")
+    returncode, output = _run_dbt(
+        arguments,
+        lake,
+        target_path,
+        warehouse=building,
+        quiet=quiet,
+        tests_changed_since=plan.tests_changed_since,
+        lock_fd=lock.fileno(),
+    )
+    results = _read_run_results(target_path)
+    if returncode != 0:
+        raise DbtError(_failure_message("build", results, output))
+    return results
+
+
+def _build_vars(include_patient_id: bool) -> str:
+    # the same --vars on build and docs generate, or dbt would re-parse the project in between
+    return json.dumps({"include_patient_id": include_patient_id})
+
+
+def _generate_docs(
+    lake: Path,
+    target_path: Path,
+    warehouse: Path,
+    *,
+    quiet: bool,
+    lock: BinaryIO | None = None,
+    include_patient_id: bool = False,
+) -> bool:
+    """``dbt docs generate`` (the catalog) from ``warehouse``: the build file, before it is published."""
+    arguments = ["docs", "generate", "--vars", _build_vars(include_patient_id)]
     if (target_path / "manifest.json").is_file():
         # Right after a build the manifest is fresh: only the catalog is missing, so skip re-compiling.
         arguments.append("--no-compile")
-    returncode, output = _run_dbt(arguments, lake, target_path, quiet=quiet)
+    returncode, output = _run_dbt(
+        arguments, lake, target_path, warehouse=warehouse, quiet=quiet, lock_fd=None if lock is None else lock.fileno()
+    )
     if returncode != 0:
         raise DbtError(_failure_message("docs generate", _read_run_results(target_path), output))
     return True
@@ -403,7 +463,10 @@ def compile_analysis(lake: Path, name: str, *, variables: dict | None = None) ->
     compiled = target_path / "compiled" / "medlake" / "analyses" / f"{name}.sql"
     compiled.unlink(missing_ok=True)
     arguments = ["compile", "--select", name, "--vars", json.dumps(variables or {})]
-    returncode, output = _run_dbt(arguments, lake, target_path, quiet=True)
+    # compiling needs a connection, never the live warehouse's: a scratch file of the same name (same catalog)
+    scratch = target_path / "compile" / lake_layout.WAREHOUSE_FILE
+    scratch.parent.mkdir(exist_ok=True)
+    returncode, output = _run_dbt(arguments, lake, target_path, warehouse=scratch, quiet=True)
     if returncode != 0 or not compiled.is_file():
         raise DbtError(_failure_message("compile", _read_run_results(target_path), output))
     return compiled.read_text()
@@ -418,26 +481,30 @@ def serve_docs(lake: Path, *, port: int = 8080) -> None:
     target_path = target_path_for(lake)
     target_path.mkdir(parents=True, exist_ok=True)
     if not (target_path / "catalog.json").is_file() or not (target_path / "index.html").is_file():
-        _generate_docs(lake, target_path, quiet=False)
+        _generate_docs_from_copy(lake, target_path)
     print(f"serving the dbt docs of {lake} on http://127.0.0.1:{port} (Ctrl-C to stop)", file=sys.stderr)
     command = _dbt_command(["docs", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-browser"], target_path)
-    try:
-        server = subprocess.Popen(command, cwd=PROJECT_DIR, env=_dbt_environment(lake))
-    except OSError as exc:
-        raise DbtError(f"cannot start dbt docs serve: {exc}") from exc
+    env = _dbt_environment(lake, lake_layout.warehouse_path(lake))
+    server = dbt_process.start(command, cwd=PROJECT_DIR, env=env)
     with _sigterm_as_exit():
         try:
             returncode = server.wait()
         finally:
             # Ctrl-C, `kill` or an error here: never leave the docs server running on its own.
             if server.poll() is None:
-                server.terminate()
-                try:
-                    server.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+                dbt_process.kill_group(server)
     if returncode not in (0, -signal.SIGINT, -signal.SIGTERM, 130):
         raise DbtError(f"dbt docs serve exited with code {returncode} (is port {port} free?)")
+
+
+def _generate_docs_from_copy(lake: Path, target_path: Path) -> None:
+    """The docs catalog of a lake built without docs: read from a copy, never from the live file."""
+    with lake_layout.exclusive_lock(lake, busy_message=f"a medlake land or build is using {lake}; try again after it"):
+        copy, _ = warehouse_swap.prepare(lake, copy_live=True)
+        try:
+            _generate_docs(lake, target_path, copy, quiet=False)
+        finally:
+            warehouse_swap.discard(lake)
 
 
 @contextlib.contextmanager

@@ -108,7 +108,7 @@ MANY_LABELS_SAMPLE_SQL = """
         images.pixel_columns,
         images.view_position,
         images.photometric_interpretation,
-        images.patient_id,
+        images.patient_pseudonym,
         images.study_instance_uid,
         images.sop_instance_uid,
         images.orthanc_instance_id,
@@ -296,6 +296,9 @@ def month_bounds(month: str) -> tuple[dt.date, dt.date]:
         start = dt.datetime.strptime(month, "%Y-%m").date()
     except (TypeError, ValueError):
         raise QueryError(f"month must be YYYY-MM, got {month!r}") from None
+    if (start.year, start.month) == (dt.MAXYEAR, 12):
+        # its end (year 10000) is past what a date can hold
+        raise QueryError(f"month must be between 0001-01 and {dt.MAXYEAR}-11, got {month!r}")
     end = dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
     return start, end
 
@@ -313,7 +316,7 @@ def _fetch(lake: Path, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[
     try:
         connection = duckdb.connect(str(warehouse), read_only=True)
     except duckdb.Error as exc:
-        raise QueryError(f"cannot open the warehouse {warehouse} read-only (is a build running?): {exc}") from exc
+        raise QueryError(f"cannot open the warehouse {warehouse} read-only: {_first_line(exc)}") from exc
     answers = []
     try:
         for sql, params in statements:
@@ -322,13 +325,17 @@ def _fetch(lake: Path, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[
             answers.append((columns, cursor.fetchall()))
     except duckdb.CatalogException as exc:
         raise QueryError(
-            f"the marts are not built in {warehouse}: run `medlake build --lake {lake}` first ({exc})"
+            f"the marts are not built in {warehouse}: run `medlake build --lake {lake}` first ({_first_line(exc)})"
         ) from exc
     except duckdb.Error as exc:
-        raise QueryError(f"query failed on {warehouse}: {exc}") from exc
+        raise QueryError(f"query failed on {warehouse}: {_first_line(exc)}") from exc
     finally:
         connection.close()
     return answers
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def covid_without_pneumonia(lake: Path, *, month: str, date_basis: str = "exam") -> CovidWithoutPneumonia:
@@ -357,9 +364,12 @@ def covid_without_pneumonia(lake: Path, *, month: str, date_basis: str = "exam")
     )
 
 
+MAX_WHOLE_NUMBER = 2**63 - 1  # BIGINT
+
+
 def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise QueryError(f"{name} must be a whole number >= 1, got {value!r}")
+    if not isinstance(value, int) or not 1 <= value <= MAX_WHOLE_NUMBER:
+        raise QueryError(f"{name} must be a whole number between 1 and {MAX_WHOLE_NUMBER}, got {value!r}")
 
 
 def _sample_rows(columns: list[str], rows: list[tuple], renamed: dict[str, str]) -> tuple[dict, ...]:
@@ -389,6 +399,10 @@ def chest_many_labels(lake: Path, *, body_part: str = "Chest", min_labels: int =
     if not body_part or not body_part.strip():
         raise QueryError("body_part must not be empty")
     body_part = body_part.strip()
+    try:
+        body_part.encode("utf-8")
+    except UnicodeEncodeError:
+        raise QueryError(f"body_part must be text (UTF-8), got {body_part!r}") from None
     [(_, count_rows), (columns, rows)] = _fetch(
         lake,
         [
