@@ -18,6 +18,12 @@ uploads as (
 
 ),
 
+gate_decisions as (
+
+    select * from {{ ref('stg_pacs__gate_decisions') }}
+
+),
+
 latest_runs as (
 
     select
@@ -47,8 +53,24 @@ upload_summary as (
             as images_stored,
         sum(case when upload_kind = 'sr' and upload_status in ('Success', 'AlreadyStored') then 1 else 0 end)
             as srs_stored,
-        sum(case when upload_status = 'Failed' then 1 else 0 end) as uploads_failed
+        sum(case when upload_status = 'Failed' then 1 else 0 end) as uploads_failed,
+        sum(case when upload_kind = 'sr' and upload_status = 'Failed' then 1 else 0 end) as srs_not_stored
     from uploads
+    group by run_id
+
+),
+
+gate_summary as (
+
+    select
+        run_id,
+        count(distinct case when is_skipped and skip_reason_code <> 'already_reported' then instance_source end)
+            as images_skipped,
+        count(distinct case when skip_reason_code = 'already_reported' then instance_source end)
+            as images_already_reported,
+        count(distinct case when not is_skipped and gate_flags is not null then instance_source end)
+            as images_flagged
+    from gate_decisions
     group by run_id
 
 ),
@@ -81,6 +103,14 @@ final as (
         cast(coalesce(upload_summary.images_stored, 0) as integer) as images_stored,
         cast(coalesce(upload_summary.srs_stored, 0) as integer) as srs_stored,
         cast(coalesce(upload_summary.uploads_failed, 0) as integer) as uploads_failed,
+        cast(coalesce(upload_summary.srs_not_stored, 0) as integer) as srs_not_stored,
+        cast(coalesce(gate_summary.images_skipped, 0) as integer) as images_skipped,
+        cast(coalesce(gate_summary.images_already_reported, 0) as integer) as images_already_reported,
+        cast(coalesce(gate_summary.images_flagged, 0) as integer) as images_flagged,
+        latest_runs.run_kind,
+        latest_runs.run_status,
+        latest_runs.stop_reason,
+        latest_runs.gate_policy,
         latest_runs.upload_seconds,
         latest_runs.inference_seconds,
         latest_runs.sr_build_seconds,
@@ -95,6 +125,8 @@ final as (
         on latest_runs.run_id = prediction_summary.run_id
     left join upload_summary
         on latest_runs.run_id = upload_summary.run_id
+    left join gate_summary
+        on latest_runs.run_id = gate_summary.run_id
     where latest_runs.run_rank = 1
 
 )

@@ -6,6 +6,15 @@ predictions as (
 
 ),
 
+stored_srs as (
+
+    -- an SR stored by a later run (after an outage) makes the earlier prediction's SR stored
+    select distinct sop_instance_uid as sr_sop_instance_uid
+    from {{ ref('stg_pacs__uploads') }}
+    where upload_kind = 'sr' and upload_status in ('Success', 'AlreadyStored')
+
+),
+
 label_taxonomy as (
 
     select * from {{ ref('label_taxonomy') }}
@@ -54,11 +63,18 @@ final as (
         latest_predictions.weights_sha256,
         latest_predictions.weights_trained,
         latest_predictions.sr_sop_instance_uid,
+        case
+            when stored_srs.sr_sop_instance_uid is not null or latest_predictions.sr_status = 'stored' then 'stored'
+            else 'not_stored'
+        end as sr_status,
+        latest_predictions.gate_flags,
         latest_predictions.predicted_at,
         cast(latest_predictions.predicted_at as date) as predicted_on
     from latest_predictions
     left join label_taxonomy
         on {{ normalise_spelling('latest_predictions.pathology') }} = label_taxonomy.spelling
+    left join stored_srs
+        on latest_predictions.sr_sop_instance_uid = stored_srs.sr_sop_instance_uid
     where latest_predictions.prediction_rank = 1
 
 )

@@ -159,6 +159,53 @@ QUERY = Command(
     ),
 )
 
+PACS_OPTIONS = (
+    LAKE,
+    arg("--weights-dir", type=Path, default=None, help="directory holding the official weights file"),
+    arg(
+        "--allow-untrained-weights",
+        action="store_true",
+        help="if the official weights are absent, use a seeded random-init DenseNet (outputs marked UNTRAINED)",
+    ),
+    arg("--workers", type=_positive_int, default=4, help="concurrent Orthanc requests (default 4)"),
+    arg("--batch-size", type=_positive_int, default=8, help="inference batch size (default 8)"),
+    arg("--land-batch", type=_positive_int, default=16, help="land predictions every N reported images (default 16)"),
+    arg("--sr-workers", type=_non_negative_int, default=None, help="processes building SRs (default: one per core)"),
+    arg(
+        "--max-connection-failures",
+        type=_positive_int,
+        default=5,
+        help="stop (exit 3) after this many consecutive failed connections to Orthanc (default 5)",
+    ),
+    arg("--results-dir", type=Path, default=Path("results"), help="per-image JSON (default results/)"),
+    arg("--no-progress", action="store_true", help="no progress bars"),
+    # The intended-use gate (README "The intended-use gate"); the choice is recorded in model_runs.gate_policy.
+    arg(
+        "--allow-view",
+        action="append",
+        choices=["lateral"],
+        default=[],
+        help="gate: also classify lateral views (LL/RL/LATERAL); default frontal PA/AP only",
+    ),
+    arg(
+        "--require-body-part",
+        dest="require_body_part",
+        action="store_true",
+        help="gate: skip instances without BodyPartExamined (default: accept them, flagged body_part_absent)",
+    ),
+    arg(
+        "--allow-missing-body-part",
+        dest="require_body_part",
+        action="store_false",
+        help="gate: accept instances without BodyPartExamined, flagged (the default)",
+    ),
+    arg(
+        "--require-view",
+        action="store_true",
+        help="gate: skip instances without ViewPosition (default: accept them, flagged view_absent)",
+    ),
+)
+
 PACS = Command(
     "pacs",
     "the PACS + AI loop: upload, classify, write SRs, land predictions (needs medlake[pacs])",
@@ -167,27 +214,45 @@ PACS = Command(
     subcommands=(
         Command(
             "run",
-            "upload DICOMs to Orthanc, run TorchXRayVision, store one DICOM SR per image, land predictions",
+            "upload DICOMs to Orthanc, gate, run TorchXRayVision, store one DICOM SR per image, land predictions",
             run="pacs_run",
-            description="1) upload every DICOM under INPUT to Orthanc; 2) classify with TorchXRayVision "
-            "densenet121-res224-all; 3) build one TID 1500 SR per image and store it in the source's study; "
-            "4) verify placement from Orthanc; 5) write results/*.json and LAKE/raw/predictions + model_runs. "
-            "Without the official weights file this exits 2, unless --allow-untrained-weights, which marks every "
-            "output UNTRAINED.",
+            description="1) upload every DICOM under INPUT to Orthanc; 2) the intended-use gate on each header "
+            "(frontal human chest CR/DX, single-frame grayscale; skips land with their reason); 3) classify with "
+            "TorchXRayVision densenet121-res224-all (not again what already has our SR and landed predictions); "
+            "4) build one TID 1500 SR per image (in processes) and store it in the source's study as soon as it is "
+            "built; 5) land predictions in small batches, results/*.json and model_runs. Without the official "
+            "weights file this exits 2, unless --allow-untrained-weights, which marks every output UNTRAINED. "
+            "Exit 3 when Orthanc became unreachable (re-run to resume).",
+            args=(arg("--input", type=Path, required=True, help="directory of DICOM files"), *PACS_OPTIONS),
+        ),
+        Command(
+            "watch",
+            "follow Orthanc's /changes feed: classify each stable series as it arrives, SR back, land predictions",
+            run="pacs_watch",
+            description="Follows Orthanc's /changes feed (StableSeries, or StableStudy with --level study). Each "
+            "instance of a stable series goes through the intended-use gate on its header; accepted ones are pulled "
+            "(/instances/{id}/file), classified, reported as a DICOM SR in their study, and their predictions "
+            "landed in small batches. The cursor (last change handled) is kept in LAKE/state/pacs_watch and moves "
+            "only after a page is landed and its SRs stored: a restart resumes, a crash loses and duplicates "
+            "nothing. Runs until SIGTERM/Ctrl-C (finishing the page in hand), or with --once until the backlog is "
+            "done. Exit 3 when Orthanc became unreachable.",
             args=(
-                arg("--input", type=Path, required=True, help="directory of DICOM files"),
-                LAKE,
-                arg("--weights-dir", type=Path, default=None, help="directory holding the official weights file"),
+                arg("--once", action="store_true", help="handle the backlog, then exit (cron, backfill)"),
                 arg(
-                    "--allow-untrained-weights",
-                    action="store_true",
-                    help="if the official weights are absent, use a seeded random-init DenseNet (outputs marked "
-                    "UNTRAINED)",
+                    "--level",
+                    choices=["series", "study"],
+                    default="series",
+                    help="react to StableSeries (default) or StableStudy",
                 ),
-                arg("--workers", type=_positive_int, default=4, help="concurrent uploads (default 4)"),
-                arg("--batch-size", type=_positive_int, default=8, help="inference batch size (default 8)"),
-                arg("--results-dir", type=Path, default=Path("results"), help="per-image JSON (default results/)"),
-                arg("--no-progress", action="store_true", help="no progress bars"),
+                arg(
+                    "--since",
+                    type=_non_negative_int,
+                    default=None,
+                    help="start after this change sequence instead of the lake's cursor (0: from the start)",
+                ),
+                arg("--poll-seconds", type=float, default=2.0, help="wait between polls when idle (default 2)"),
+                arg("--page-size", type=_positive_int, default=10, help="changes per page (default 10)"),
+                *PACS_OPTIONS,
             ),
         ),
     ),

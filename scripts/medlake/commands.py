@@ -122,22 +122,56 @@ def dataset(args: argparse.Namespace) -> int:
     return command.run(args)
 
 
+def _pacs_options(args: argparse.Namespace) -> dict[str, Any]:
+    from medlake.pacs.eligibility import GatePolicy
+
+    return {
+        "weights_dir": args.weights_dir,
+        "allow_untrained": args.allow_untrained_weights,
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+        "land_batch": args.land_batch,
+        "sr_workers": args.sr_workers,
+        "results_dir": args.results_dir,
+        "progress": _progress(args),
+        "policy": GatePolicy(
+            allow_lateral="lateral" in args.allow_view,
+            require_body_part=args.require_body_part,
+            require_view=args.require_view,
+        ),
+        "breaker_threshold": args.max_connection_failures,
+    }
+
+
+def _pacs_exit(summary: Any, fmt: str) -> int:
+    emit(summary, fmt)
+    if summary.status == "orthanc_unreachable":
+        print(f"error: {summary.stop_reason}. Re-run once Orthanc is back: it resumes.", file=sys.stderr)
+        return 3
+    return 0 if summary.ok else 1
+
+
 def pacs_run(args: argparse.Namespace) -> int:
     require_pacs("medlake pacs run")
     from medlake.pacs import loop
 
-    summary = loop.run(
-        args.input,
+    return _pacs_exit(loop.run(args.input, args.lake, **_pacs_options(args)), args.format)
+
+
+def pacs_watch(args: argparse.Namespace) -> int:
+    require_pacs("medlake pacs watch")
+    from medlake.pacs import watch
+
+    summary = watch.watch(
         args.lake,
-        weights_dir=args.weights_dir,
-        allow_untrained=args.allow_untrained_weights,
-        workers=args.workers,
-        batch_size=args.batch_size,
-        results_dir=args.results_dir,
-        progress=_progress(args),
+        once=args.once,
+        level=args.level,
+        since=args.since,
+        poll_s=args.poll_seconds,
+        page_size=args.page_size,
+        **_pacs_options(args),
     )
-    emit(summary, args.format)
-    return 0 if summary.ok else 1
+    return _pacs_exit(summary, args.format)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -157,6 +191,8 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
+    if not (args.skip_torch and args.skip_orthanc):
+        require_pacs("medlake bench (without --skip-torch --skip-orthanc)")
     from medlake.devtools import bench as benchmarks
 
     figures = benchmarks.run(

@@ -91,4 +91,64 @@ class ModelStatus(StrEnum):
 
     CLASSIFIED = "classified"
     FAILED = "failed"
-    NOT_CLASSIFIED = "not classified"
+    NOT_CLASSIFIED = "not classified"  # not DICOM, not stored in Orthanc, a duplicate, or the run stopped
+    SKIPPED = "skipped"  # the intended-use gate said no
+    ALREADY_REPORTED = "already reported"  # our SR is in Orthanc and its predictions in the lake
+    SR_FROM_LAKE = "reported from lake"  # predictions landed before, the SR was missing: stored now
+
+
+class SkipReason(StrEnum):
+    """Why a PACS run did not classify an instance (``pacs_gate_decisions.reason_code``)."""
+
+    # the intended-use gate's rules (medlake.pacs.eligibility.RULES)
+    NON_IMAGE = "non_image"
+    MODALITY = "modality"
+    FOR_PROCESSING = "for_processing"
+    MULTI_FRAME = "multi_frame"
+    NOT_GRAYSCALE = "not_grayscale"
+    NON_HUMAN = "non_human"
+    BODY_PART = "body_part"
+    BODY_PART_MISSING = "body_part_missing"
+    VIEW = "view"
+    VIEW_MISSING = "view_missing"
+    # the loop's own decisions, landed the same way
+    ALREADY_REPORTED = "already_reported"  # our SR for this model identity is in Orthanc, predictions in the lake
+    DUPLICATE = "duplicate"  # the same instance twice in one run (same UID, same bytes)
+    NOT_IN_PACS = "not_in_pacs"  # Orthanc holds other bytes under this SOP Instance UID
+    UNREADABLE = "unreadable"  # pulled from Orthanc but not a readable DICOM instance
+
+
+class GateFlag(StrEnum):
+    """Accepted by the intended-use gate, with something a reviewer should know."""
+
+    BODY_PART_ABSENT = "body_part_absent"
+    VIEW_ABSENT = "view_absent"
+    LATERAL_ALLOWED = "lateral_allowed"
+
+
+class GateDecision(StrEnum):
+    ACCEPTED = "accepted"
+    SKIPPED = "skipped"
+
+
+class RunKind(StrEnum):
+    """Which command made a PACS run (``model_runs.run_kind``)."""
+
+    RUN = "run"
+    WATCH = "watch"
+
+
+class RunStatus(StrEnum):
+    """How a PACS run ended (``model_runs.run_status``); a watch writes ``running`` rows as it goes."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    ORTHANC_UNREACHABLE = "orthanc_unreachable"
+
+
+class SrStatus(StrEnum):
+    """Whether the SR carrying a prediction was in Orthanc when the prediction landed."""
+
+    STORED = "stored"
+    NOT_STORED = "not_stored"

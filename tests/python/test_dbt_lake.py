@@ -32,6 +32,7 @@ MARTS = (
     "fct_predictions",
     "fct_model_runs",
     "fct_data_quality",
+    "fct_gate_decisions",
 )
 
 
@@ -285,6 +286,8 @@ def _write_pacs_run(lake_dir: Path, file_name: str) -> None:
                 "weights_trained": False,
                 "sr_sop_instance_uid": "1.2.826.0.1.3680043.10.9.58",
                 "predicted_at": now,
+                "sr_status": "stored",
+                "gate_flags": "view_absent",
             }
             for pathology, score in (("Pneumonia", 0.81), ("Effusion", 0.2), ("Lung Opacity", 0.64))
         ],
@@ -303,7 +306,36 @@ def _write_pacs_run(lake_dir: Path, file_name: str) -> None:
                 "images_failed": 1,
                 "total_s": 3.5,
                 "medlake_version": "0.1.0",
+                "run_kind": "run",
+                "run_status": "finished",
+                "gate_policy": '{"allowed_views": ["AP", "PA"]}',
             }
+        ],
+        "pacs_gate_decisions": [
+            {
+                "run_id": "run-1",
+                "source": f"images/{file_name}",
+                "file_name": file_name,
+                "sop_instance_uid": sop,
+                "modality": "CR",
+                "body_part_examined": "CHEST",
+                "decision": "accepted",
+                "gate_flags": "view_absent",
+                "decided_at": now,
+            },
+            {
+                "run_id": "run-1",
+                "source": "images/lateral.dcm",
+                "file_name": "lateral.dcm",
+                "sop_instance_uid": "1.2.826.0.1.3680043.10.1.59",
+                "modality": "DX",
+                "body_part_examined": "TÓRAX",
+                "view_position": "LL",
+                "decision": "skipped",
+                "reason_code": "view",
+                "reason_detail": "ViewPosition LL: the model reads frontal (PA/AP) views",
+                "decided_at": now,
+            },
         ],
     }
     for table, rows in tables.items():
@@ -414,6 +446,17 @@ def test_pacs_run_reaches_images_predictions_and_runs(redelivered_lake):
         "run_date from marts.fct_model_runs",
     )
     assert run == (3, 1, 1, 1, 0.5, False, dt.date(2021, 12, 10))
+    [gate] = sql(
+        lake_dir, "select images_skipped, images_flagged, images_already_reported, run_kind from marts.fct_model_runs"
+    )
+    assert gate == (1, 1, 0, "run")
+    decisions = sql(
+        lake_dir,
+        "select file_name, gate_decision, skip_reason_code, body_part from marts.fct_gate_decisions order by 1",
+    )
+    # TÓRAX maps to Chest through the same body_part_taxonomy seed the gate reads.
+    assert decisions == [(image, "accepted", None, "Chest"), ("lateral.dcm", "skipped", "view", "Chest")]
+    assert {row[0] for row in sql(lake_dir, "select sr_status from marts.fct_predictions")} == {"stored"}
 
     result = queries.exams_with_predictions(lake_dir, limit=5)
     assert result.count == 1

@@ -13,7 +13,7 @@ from medlake import cli
 from medlake.lake import layout as lake
 from medlake.pacs import loop as pacs
 from medlake.pacs import sr_builder, weights
-from medlake.pacs.orthanc_client import ALREADY_STORED, FAILED, SKIPPED, SUCCESS
+from medlake.pacs.orthanc_client import ALREADY_STORED, SKIPPED, SUCCESS
 from medlake.pacs.orthanc_server import OrthancServer, find_free_port
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.torch, pytest.mark.shared]
@@ -22,6 +22,7 @@ SIIM = "chest/torchxrayvision__1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.8
 FAKE_MONO1 = "edge_cases/torchxrayvision__Fake_MONOHR1.dcm"
 NO_META = "edge_cases/fo-dicom__CR-MONO1-10-chest.dcm"
 DOG_DX = "edge_cases/highdicom__dx_image.dcm"
+NCCID_NAME = "nccid__1.3.6.1.4.1.11129.5.5.110503645592756492463169821050252582267888.dcm"
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +73,16 @@ def test_first_run_uploads_classifies_and_stores_one_sr_per_image(first_run, pac
     assert sorted(row.upload_status for row in twins) == [ALREADY_STORED, SUCCESS]
     assert sorted(row.model_status for row in twins) == [pacs.CLASSIFIED, pacs.NOT_CLASSIFIED]
     assert twins[0].orthanc_id == twins[1].orthanc_id
+    assert next(row for row in twins if row.upload_status == ALREADY_STORED).skip_reason == "not_in_pacs"
     classified = [row for row in rows.values() if row.model_status == pacs.CLASSIFIED]
-    assert len(classified) == 6 == summary.images_classified
-    assert {rows[NO_META].model_status, rows[DOG_DX].model_status} == {pacs.CLASSIFIED}
+    assert len(classified) == 5 == summary.images_classified
+    assert rows[NO_META].model_status == pacs.CLASSIFIED
+    # The dog DX: THORAX maps to Chest and it has no ViewPosition, but it is a veterinary image.
+    assert (rows[DOG_DX].model_status, rows[DOG_DX].skip_reason) == (pacs.SKIPPED_BY_GATE, "non_human")
+    assert "CANINE" in rows[DOG_DX].note
 
     with pacs_server.client() as client:
-        assert client.instance_count() == 12  # 6 images + 6 SRs, nothing twice
+        assert client.instance_count() == 11  # 6 images + 5 SRs, nothing twice
         for row in classified:
             assert row.sr_status == SUCCESS and row.placement_verified is True
             (sr_id,) = client.find_instances(row.sr_sop_instance_uid)
@@ -119,19 +124,27 @@ def test_results_json_and_lake_tables(first_run, shared_dicom_dir):
     assert any("no File Meta" in w for w in results["1.2.392.200036.9125.0.19950720112207"]["warnings"])
 
     predictions = lake.read_raw(work / "lake", "predictions").to_pylist()
-    assert len(predictions) == 6 * 18
+    assert len(predictions) == 5 * 18
+    assert {p["sr_status"] for p in predictions} == {"stored"}
     assert {p["run_id"] for p in predictions} == {summary.run_id}
     assert {p["weights_trained"] for p in predictions} == {False}
     assert {p["sr_sop_instance_uid"] for p in predictions} == {row.sr_sop_instance_uid for row in classified}
     (model_run,) = lake.read_raw(work / "lake", "model_runs").to_pylist()
-    assert (model_run["images_total"], model_run["images_ok"], model_run["images_failed"]) == (6, 6, 0)
+    assert (model_run["images_total"], model_run["images_ok"], model_run["images_failed"]) == (5, 5, 0)
+    assert (model_run["images_skipped"], model_run["run_kind"], model_run["run_status"]) == (1, "run", "finished")
+    import torch
+
+    assert model_run["device"] == str(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     assert model_run["weights_trained"] is False
     assert model_run["weights_sha256"] == summary.model["weights_sha256"]
     uploads = lake.read_raw(work / "lake", "pacs_uploads").to_pylist()
-    assert sorted(u["kind"] for u in uploads) == ["image"] * 8 + ["sr"] * 6
+    assert sorted(u["kind"] for u in uploads) == ["image"] * 8 + ["sr"] * 5
     assert {u["status"] for u in uploads if u["kind"] == "sr"} == {SUCCESS}
     skipped = [u for u in uploads if u["status"] == SKIPPED]
-    assert [u["source_file"] for u in skipped] == ["SOURCE.md"] and "not a DICOM file" in skipped[0]["error"]
+    assert [u["source_file"] for u in skipped] == ["SOURCE.md"] and "not a readable DICOM file" in skipped[0]["error"]
+    decisions = {d["source"]: d for d in lake.read_raw(work / "lake", "pacs_gate_decisions").to_pylist()}
+    assert (decisions[DOG_DX]["decision"], decisions[DOG_DX]["reason_code"]) == ("skipped", "non_human")
+    assert decisions["chest/" + NCCID_NAME]["gate_flags"] == "body_part_absent;view_absent"
 
 
 def test_rerun_is_a_new_run_that_stores_nothing_new(first_run, pacs_server, shared_dicom_dir):
@@ -152,13 +165,15 @@ def test_rerun_is_a_new_run_that_stores_nothing_new(first_run, pacs_server, shar
     assert again.ok, again.render()
     assert again.run_id != summary.run_id
     with pacs_server.client() as client:
-        assert client.instance_count() == count_before == 12
+        assert client.instance_count() == count_before == 11
     assert {row.upload_status for row in again.files if row.file != "SOURCE.md"} == {ALREADY_STORED}
-    assert {row.sr_status for row in again.files if row.model_status == pacs.CLASSIFIED} == {ALREADY_STORED}
+    # What has our SR (and its predictions in the lake) is not classified again.
+    first_classified = {row.file for row in summary.files if row.model_status == pacs.CLASSIFIED}
+    assert {row.file for row in again.files if row.model_status == "already reported"} == first_classified
+    assert again.images_classified == 0
+    assert len(lake.read_raw(work / "lake", "predictions")) == 5 * 18  # nothing appended
     after = {p.name: json.loads(p.read_text()) for p in (work / "results").glob("*.json")}
-    assert after.keys() == before.keys()
-    for name in before:  # only the run block (run id, times) changes between runs
-        assert without_run(after[name]) == without_run(before[name])
+    assert after == before
     runs = lake.read_raw(work / "lake", "model_runs").to_pylist()
     assert sorted(r["run_id"] for r in runs) == sorted([summary.run_id, again.run_id])
 
@@ -238,17 +253,50 @@ def test_bad_and_odd_files_are_reported_and_the_rest_continues(
     rows = rows_by_file(summary)
     assert rows["readme.txt"].upload_status == SKIPPED
     truncated = rows["truncated.dcm"]
-    assert truncated.upload_status == FAILED or truncated.model_status == pacs.CLASSIFY_FAILED
-    assert truncated.note
-    assert not summary.ok
-    for name in ("dog.dcm", "bits_lowered.dcm"):
+    # The hardened reader the lake uses refuses it before upload, as landing quarantines it (issue 7).
+    assert (truncated.upload_status, truncated.model_status) == (SKIPPED, pacs.NOT_CLASSIFIED)
+    assert "pixel data truncated" in truncated.note
+    assert summary.ok, summary.render()  # skips and refusals with a reason are not failures
+    assert rows["dog.dcm"].skip_reason == "non_human"  # skipped, not a failure
+    for name in ("bits_lowered.dcm",):
         assert rows[name].model_status == pacs.CLASSIFIED and rows[name].placement_verified, summary.render()
     bits = json.loads((tmp_path / "results" / f"{rows['bits_lowered.dcm'].sop_instance_uid}.json").read_text())
     assert any("exceed BitsStored=12" in w for w in bits["warnings"])
-    dog = json.loads((tmp_path / "results" / f"{rows['dog.dcm'].sop_instance_uid}.json").read_text())
-    assert any("non-square 169x211" in w for w in dog["warnings"])
-    assert "WITH FAILURES" in summary.render()
+    assert "(OK)" in summary.render()
     assert Path(tmp_path / "lake" / "raw" / "model_runs").is_dir()
+
+
+def test_a_symlink_out_of_the_input_is_not_followed(pacs_server, shared_dicom_dir, tmp_path):
+    """Issue 9: a delivery cannot make `pacs run` upload (or hash) a file from outside it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / "other-patient.dcm"
+    target.write_bytes((shared_dicom_dir / "chest/pydicom-data__RG1_J2KI.dcm").read_bytes())
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "looks-inside.dcm").symlink_to(target)
+    (inputs / "passwd").symlink_to("/etc/passwd")
+    (inputs / "outside-dir").symlink_to(outside, target_is_directory=True)
+    with pacs_server.client() as client:
+        before = client.instance_count()
+    summary = pacs.run(
+        inputs,
+        tmp_path / "lake",
+        allow_untrained=True,
+        weights_dir=tmp_path / "none",
+        results_dir=tmp_path / "results",
+        progress=False,
+    )
+    rows = rows_by_file(summary)
+    assert set(rows) == {"looks-inside.dcm", "passwd"}  # the directory symlink is not descended
+    for row in rows.values():
+        assert (row.upload_status, row.model_status) == (SKIPPED, pacs.NOT_CLASSIFIED)
+        assert row.note.startswith("outside_delivery_root")
+    with pacs_server.client() as client:
+        assert client.instance_count() == before
+    uploads = lake.read_raw(tmp_path / "lake", "pacs_uploads").to_pylist()
+    assert {u["source_file"] for u in uploads} == {"looks-inside.dcm", "passwd"}
+    assert {u["source_file_sha256"] for u in uploads} == {None}  # nothing of the targets was read
 
 
 def test_results_json_carries_a_pseudonym_not_the_patient_id(first_run, shared_dicom_dir):

@@ -21,6 +21,10 @@ renamed as (
         medlake_version,
         torch_version,
         torchxrayvision_version,
+        coalesce(run_kind, 'run') as run_kind,
+        coalesce(run_status, 'finished') as run_status,
+        stop_reason,
+        gate_policy,
 
         ----------  numerics
         images_total,
@@ -32,6 +36,10 @@ renamed as (
         sr_upload_s as sr_upload_seconds,
         verify_s as verify_seconds,
         total_s as total_seconds,
+        images_skipped,
+        images_already_reported,
+        srs_stored,
+        srs_not_stored,
 
         ----------  booleans
         weights_trained,

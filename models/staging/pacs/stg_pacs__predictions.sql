@@ -26,6 +26,8 @@ renamed as (
         model_name,
         model_version,
         weights_sha256,
+        sr_status,
+        gate_flags,
 
         ----------  numerics
         score,

@@ -161,6 +161,10 @@ def run(*, exams: int, workdir: Path, skip_orthanc: bool, skip_torch: bool, skip
         _bench_inference(bench, workdir)
     if not skip_orthanc:
         _bench_orthanc(bench, workdir)
+    if not skip_orthanc and not skip_torch:
+        from medlake.devtools import bench_pacs
+
+        bench_pacs.run(bench.figures, bench.notes, workdir)
     return bench
 
 

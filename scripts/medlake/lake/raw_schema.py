@@ -190,6 +190,11 @@ PREDICTIONS = pa.schema(
         pa.field("weights_trained", pa.bool_(), nullable=False),
         pa.field("sr_sop_instance_uid", pa.string()),
         pa.field("predicted_at", UTC_TIMESTAMP, nullable=False),
+        # 'stored' | 'not_stored': whether the SR carrying this prediction was in Orthanc when it landed
+        # (a later run that stores it adds a kind='sr' row to pacs_uploads; the mart joins it).
+        pa.field("sr_status", pa.string()),
+        # Gate flags of the image (';'-joined GateFlag values), e.g. 'body_part_absent;view_absent'.
+        pa.field("gate_flags", pa.string()),
     ]
 )
 
@@ -216,6 +221,44 @@ MODEL_RUNS = pa.schema(
         pa.field("medlake_version", pa.string(), nullable=False),
         pa.field("torch_version", pa.string()),
         pa.field("torchxrayvision_version", pa.string()),
+        # 'run' (pacs run over a folder) | 'watch' (pacs watch over Orthanc's changes feed)
+        pa.field("run_kind", pa.string()),
+        # 'running' (a watch's progress row) | 'finished' | 'stopped' (SIGTERM/Ctrl-C) | 'orthanc_unreachable'
+        pa.field("run_status", pa.string()),
+        pa.field("stop_reason", pa.string()),
+        # The intended-use gate as configured for this run (JSON: allowed views, absent body part/view).
+        pa.field("gate_policy", pa.string()),
+        pa.field("images_skipped", pa.int32()),
+        pa.field("images_already_reported", pa.int32()),
+        pa.field("srs_stored", pa.int32()),
+        pa.field("srs_not_stored", pa.int32()),
+    ]
+)
+
+# One row per instance a run looked at: accepted by the intended-use gate (with flags) or skipped
+# with a reason code (SkipReason). Written by `pacs run` and `pacs watch`; no patient identifiers.
+PACS_GATE_DECISIONS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        # where the instance came from: a path relative to `pacs run --input`, or 'orthanc:<instance id>'
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("file_name", pa.string()),
+        pa.field("sop_instance_uid", pa.string()),
+        pa.field("study_instance_uid", pa.string()),
+        pa.field("series_instance_uid", pa.string()),
+        pa.field("sop_class_uid", pa.string()),
+        pa.field("orthanc_instance_id", pa.string()),
+        pa.field("modality", pa.string()),
+        pa.field("body_part_examined", pa.string()),
+        pa.field("view_position", pa.string()),
+        pa.field("photometric_interpretation", pa.string()),
+        pa.field("number_of_frames", pa.int32()),
+        # 'accepted' | 'skipped'
+        pa.field("decision", pa.string(), nullable=False),
+        pa.field("reason_code", pa.string()),
+        pa.field("reason_detail", pa.string()),
+        pa.field("gate_flags", pa.string()),
+        pa.field("decided_at", UTC_TIMESTAMP, nullable=False),
     ]
 )
 
@@ -230,4 +273,5 @@ RAW_TABLES: dict[str, pa.Schema] = {
     "pacs_uploads": PACS_UPLOADS,
     "predictions": PREDICTIONS,
     "model_runs": MODEL_RUNS,
+    "pacs_gate_decisions": PACS_GATE_DECISIONS,
 }

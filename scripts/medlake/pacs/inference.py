@@ -266,13 +266,16 @@ def build_model(choice: WeightsChoice):
 class Classifier:
     """The loaded model, its identity, and a batch ``predict``."""
 
-    def __init__(self, choice: WeightsChoice, *, threads: int | None = None) -> None:
+    def __init__(self, choice: WeightsChoice, *, threads: int | None = None, device: str | None = None) -> None:
         import torch
 
         xrv = _xrv()
         torch.set_num_threads(threads or os.cpu_count() or 1)
         self.choice = choice
-        self.model = build_model(choice)
+        # MEDLAKE_TORCH_DEVICE overrides; otherwise a GPU when torch sees one. Recorded with every run.
+        wanted = device or os.environ.get("MEDLAKE_TORCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(wanted)
+        self.model = build_model(choice).to(self.device)
         self.pathologies: tuple[str, ...] = tuple(self.model.pathologies)
         # From xrv's table (exact decimals) rather than the float32 buffer the model holds.
         self.operating_points: tuple[float, ...] = operating_points()
@@ -305,7 +308,8 @@ class Classifier:
         import torch
 
         with torch.inference_mode():
-            return self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
+            tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+            return self.model(tensor).cpu().numpy()
 
 
 @dataclass(frozen=True)
@@ -345,6 +349,39 @@ def _predict_batch(classifier: Classifier, batch: list[PreprocessedImage]) -> li
     ]
 
 
+def iter_classify(
+    paths: Iterable[Path],
+    classifier: Classifier,
+    *,
+    batch_size: int = 8,
+    workers: int | None = None,
+) -> Iterator[ImagePrediction]:
+    """Classify files in batches, yielding each prediction as soon as its batch has run.
+
+    Decoding overlaps the forward pass; an image that cannot be decoded is yielded at once
+    with its error. The consumer sees results in batch order, not strictly input order.
+    """
+    batch: list[PreprocessedImage] = []
+    window = max(2 * batch_size, 4)
+    for item in iter_preprocessed(paths, workers=workers, window=window):
+        if not item.ok:
+            yield ImagePrediction(
+                path=item.path,
+                scores=None,
+                original_shape=None,
+                warnings=item.warnings,
+                error=item.error,
+                decode_s=item.decode_s,
+            )
+            continue
+        batch.append(item)
+        if len(batch) >= batch_size:
+            yield from _predict_batch(classifier, batch)
+            batch = []
+    if batch:
+        yield from _predict_batch(classifier, batch)
+
+
 def classify(
     paths: Sequence[Path],
     classifier: Classifier,
@@ -357,29 +394,8 @@ def classify(
     from tqdm import tqdm
 
     results: dict[Path, ImagePrediction] = {}
-    batch: list[PreprocessedImage] = []
-    window = max(2 * batch_size, 4)
     with tqdm(total=len(paths), desc="classify", unit="img", disable=not progress) as bar:
-        for item in iter_preprocessed(paths, workers=workers, window=window):
-            if not item.ok:
-                results[item.path] = ImagePrediction(
-                    path=item.path,
-                    scores=None,
-                    original_shape=None,
-                    warnings=item.warnings,
-                    error=item.error,
-                    decode_s=item.decode_s,
-                )
-                bar.update(1)
-                continue
-            batch.append(item)
-            if len(batch) >= batch_size:
-                for prediction in _predict_batch(classifier, batch):
-                    results[prediction.path] = prediction
-                bar.update(len(batch))
-                batch = []
-        if batch:
-            for prediction in _predict_batch(classifier, batch):
-                results[prediction.path] = prediction
-            bar.update(len(batch))
+        for prediction in iter_classify(paths, classifier, batch_size=batch_size, workers=workers):
+            results[prediction.path] = prediction
+            bar.update(1)
     return [results[Path(path)] for path in paths]

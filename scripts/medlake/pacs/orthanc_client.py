@@ -7,11 +7,16 @@ Uploads retry connection-level failures (refused, reset, timed out) with exponen
 HTTP error answer from Orthanc (e.g. 400 "Bad file format") is final and reported with Orthanc's
 own explanation.
 ``AlreadyStored`` is a success: the instance is in the PACS, which is what a re-run needs.
+
+A :class:`CircuitBreaker` shared by every call of a client stops the retrying once Orthanc is
+clearly gone: after N consecutive connection failures (any call, any thread) every further
+call fails at once with one clear message, instead of each SR retrying on its own.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +37,45 @@ ALREADY_STORED = "AlreadyStored"
 FAILED = "Failed"
 SKIPPED = "Skipped"
 STORED_STATUSES = frozenset({SUCCESS, ALREADY_STORED})
+
+
+DEFAULT_BREAKER_THRESHOLD = 5
+
+
+class OrthancNotFound(OrthancError):
+    """Orthanc answered 404: the resource is not (or no longer) there."""
+
+
+class OrthancUnreachable(OrthancError):
+    """No answer from Orthanc (refused, reset, timed out), or the circuit breaker is open."""
+
+
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive connection failures; stays open for the client's life."""
+
+    def __init__(self, threshold: int = DEFAULT_BREAKER_THRESHOLD) -> None:
+        self.threshold = max(1, threshold)
+        self.consecutive = 0
+        self.message: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        return self.message is not None
+
+    def failure(self, url: str, error: BaseException) -> None:
+        with self._lock:
+            self.consecutive += 1
+            if self.consecutive >= self.threshold and self.message is None:
+                self.message = (
+                    f"Orthanc at {url} unreachable: {self.consecutive} consecutive connection failures "
+                    f"(last: {type(error).__name__}: {error}); stopped talking to it"
+                )
+
+    def success(self) -> None:
+        with self._lock:
+            if self.message is None:
+                self.consecutive = 0
 
 
 @dataclass(frozen=True)
@@ -110,6 +154,7 @@ class OrthancClient:
         retries: int = 4,
         backoff_s: float = 0.5,
         max_connections: int = 16,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if isinstance(settings, str):  # a URL; credentials default to the environment's
             from_env = OrthancSettings.from_env(settings)
@@ -119,6 +164,7 @@ class OrthancClient:
         self.settings = settings or OrthancSettings.from_env()
         self.retries = retries
         self.backoff_s = backoff_s
+        self.breaker = breaker or CircuitBreaker()
         # Raw responses: medlake interprets status codes itself to report Orthanc's own error text.
         self.api = Orthanc(
             self.settings.url,
@@ -140,20 +186,31 @@ class OrthancClient:
 
     # --- plumbing ---------------------------------------------------------------------
 
-    def _json(self, call: Callable[[], httpx.Response], what: str):
+    def _call(self, call: Callable[[], httpx.Response], what: str) -> httpx.Response:
+        """One request through the circuit breaker; raises OrthancError when Orthanc cannot be reached."""
+        if self.breaker.is_open:
+            raise OrthancUnreachable(f"{what} not attempted: {self.breaker.message}")
         try:
             response = call()
         except httpx.TransportError as exc:
-            raise OrthancError(
+            self.breaker.failure(self.settings.url, exc)
+            raise OrthancUnreachable(
                 f"cannot reach Orthanc at {self.settings.url} ({what}): {exc or type(exc).__name__}. "
                 "Is it running? Start one with `medlake orthanc start`, or set ORTHANC_URL."
             ) from exc
+        self.breaker.success()
+        return response
+
+    def _json(self, call: Callable[[], httpx.Response], what: str):
+        response = self._call(call, what)
         if response.status_code == 401:
             raise OrthancError(
                 f"Orthanc at {self.settings.url} rejected the credentials of user {self.settings.username!r} "
                 f"(from {self.settings.credentials_source}). For an Orthanc started by `medlake orthanc start "
                 f"--storage DIR` set {STORAGE_ENV}=DIR; otherwise set ORTHANC_USERNAME / {PASSWORD_ENV}"
             )
+        if response.status_code == 404:
+            raise OrthancNotFound(f"Orthanc {what}: not found ({_orthanc_explanation(response)})")
         if response.status_code >= 400:
             raise OrthancError(f"Orthanc {what} failed: {_orthanc_explanation(response)}")
         return response.json()
@@ -176,10 +233,19 @@ class OrthancClient:
         attempt = 0
         while True:
             attempt += 1
+            if self.breaker.is_open:
+                return UploadOutcome(
+                    label=label,
+                    status=FAILED,
+                    error=f"not stored: {self.breaker.message}",
+                    attempts=attempt - 1,
+                    seconds=time.perf_counter() - started,
+                )
             try:
                 response = self.api.post_instances(content=data)
             except httpx.TransportError as exc:
-                if attempt > self.retries:
+                self.breaker.failure(self.settings.url, exc)
+                if attempt > self.retries or self.breaker.is_open:
                     return UploadOutcome(
                         label=label,
                         status=FAILED,
@@ -189,6 +255,7 @@ class OrthancClient:
                     )
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
                 continue
+            self.breaker.success()
             elapsed = time.perf_counter() - started
             if response.status_code >= 400:
                 return UploadOutcome(
@@ -270,20 +337,43 @@ class OrthancClient:
 
     def stored_md5(self, instance_id: str) -> str:
         """MD5 of the DICOM file Orthanc stored for an instance."""
-        try:
-            response = self.api.get_instances_id_attachments_name_md5(instance_id, "dicom")
-        except httpx.TransportError as exc:
-            raise OrthancError(f"cannot reach Orthanc at {self.settings.url}: {exc}") from exc
+        response = self._call(lambda: self.api.get_instances_id_attachments_name_md5(instance_id, "dicom"), "GET md5")
         if response.status_code >= 400:
             raise OrthancError(f"Orthanc md5 lookup failed: {_orthanc_explanation(response)}")
         return response.text.strip().strip('"')
 
     def download(self, instance_id: str) -> bytes:
         """The stored DICOM file of an instance."""
-        try:
-            response = self.api.get_instances_id_file(instance_id)
-        except httpx.TransportError as exc:
-            raise OrthancError(f"cannot reach Orthanc at {self.settings.url}: {exc}") from exc
+        response = self._call(lambda: self.api.get_instances_id_file(instance_id), f"GET /instances/{instance_id}/file")
         if response.status_code >= 400:
             raise OrthancError(f"Orthanc download failed: {_orthanc_explanation(response)}")
         return response.content
+
+    # --- the changes feed (pacs watch) ---------------------------------------------------
+
+    def changes(self, since: int, limit: int = 100) -> dict:
+        """``GET /changes?since=&limit=``: ``{"Changes": [...], "Done": bool, "Last": seq}``."""
+        return self._json(
+            lambda: self.api.get_changes(params={"since": since, "limit": limit}), f"GET /changes?since={since}"
+        )
+
+    def last_change(self) -> int:
+        return int(self._json(lambda: self.api.get_changes(params={"last": ""}), "GET /changes?last")["Last"])
+
+    def child_instances(self, level: str, resource_id: str) -> list[str]:
+        """Orthanc ids of the instances under a series or study (``GET /{level}/{id}/instances``)."""
+        collection = {"series": "series", "study": "studies", "patient": "patients"}[level.lower()]
+        path = f"/{collection}/{resource_id}/instances"
+        return [item["ID"] for item in self._json(lambda: self.api.get(self.settings.url + path), f"GET {path}")]
+
+    def simplified_tags(self, instance_id: str) -> dict:
+        """The instance's header as keyword -> value (``/instances/{id}/simplified-tags``), no pixels."""
+        path = f"/instances/{instance_id}/simplified-tags"
+        return dict(self._json(lambda: self.api.get(self.settings.url + path), f"GET {path}"))
+
+    def list_instances(self) -> list[str]:
+        """Every instance id Orthanc holds (``GET /instances``; for tests and small PACS)."""
+        return list(self._json(lambda: self.api.get(self.settings.url + "/instances"), "GET /instances"))
+
+    def instance(self, instance_id: str) -> dict:
+        return dict(self._json(lambda: self.api.get_instances_id(instance_id), f"GET /instances/{instance_id}"))

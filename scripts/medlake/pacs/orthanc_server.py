@@ -166,6 +166,7 @@ class OrthancServer:
         name: str = "medlake",
         binary: str | None = None,
         startup_timeout_s: float = 30.0,
+        stable_age_s: int | None = None,
     ) -> None:
         self.port = port or default_port()
         self.storage = Path(storage or orthanc_credentials.default_storage()).resolve()
@@ -176,6 +177,9 @@ class OrthancServer:
         self.name = name
         self.binary = binary
         self.startup_timeout_s = startup_timeout_s
+        # Seconds without a new instance before Orthanc announces StableSeries/StableStudy
+        # (`pacs watch` reacts to those); Orthanc's default is 60.
+        self.stable_age_s = stable_age_s
         self._process: subprocess.Popen | None = None
 
     @property
@@ -244,6 +248,7 @@ class OrthancServer:
             "OverwriteInstances": False,
             "StorageCompression": False,
             "SaveJobs": False,
+            **({"StableAge": self.stable_age_s} if self.stable_age_s is not None else {}),
         }
 
     def read_pid(self) -> int | None:

@@ -49,7 +49,7 @@ RESULTS_FILE = "medlake_results.json"
 # SQL logic that has not changed (so do tests tagged `logic`). Tests of data still run, on the changed rows.
 UNCHANGED_NODES = ("config.materialized:view", "resource_type:seed", "resource_type:unit_test", "tag:logic")
 # The marts built from PACS raw tables only, and the PACS source's own tests: skipped while no PACS run wrote.
-PACS_NODES = ("fct_predictions", "fct_model_runs", "source:pacs")
+PACS_NODES = ("fct_predictions", "fct_model_runs", "fct_gate_decisions", "source:pacs")
 TESTS_SINCE_VARIABLE = "MEDLAKE_TESTS_CHANGED_SINCE"
 WAREHOUSE_VARIABLE = "MEDLAKE_WAREHOUSE_PATH"
 RAW_LOCATION_VARIABLE = "MEDLAKE_RAW_LOCATION"
