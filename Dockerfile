@@ -16,11 +16,13 @@ WORKDIR /app
 
 # torch/torchvision come from PyTorch's CPU index (same versions as requirements.lock, no CUDA);
 # every other package is installed at its locked version, minus the CUDA-only wheels the lock
-# carries for the default (GPU) torch build.
+# carries for the default (GPU) torch build and the Spark extras (the image builds on DuckDB; it has
+# no Java for `--engine spark`, which a Spark cluster runs instead: docs/scaling.md).
 COPY requirements.lock ./
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu \
         torch==2.14.1 torchvision==0.29.1 \
-    && grep -Ev '^(torch|torchvision|triton|nvidia-[A-Za-z0-9_.-]+|cuda-[A-Za-z0-9_.-]+)==' requirements.lock \
+    && grep -Ev '^(torch|torchvision|triton|nvidia-[A-Za-z0-9_.-]+|cuda-[A-Za-z0-9_.-]+|pyspark|py4j|dbt-spark|sqlparams)==' \
+        requirements.lock \
         > /tmp/requirements.cpu.txt \
     && pip install --no-cache-dir -r /tmp/requirements.cpu.txt \
     && rm /tmp/requirements.cpu.txt

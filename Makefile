@@ -1,6 +1,6 @@
 # medlake: the two commands a user needs are `make run` and `make test`.
 # Everything the project needs is installed from this file (venv from requirements.lock,
-# the Debian `orthanc` package when missing).
+# the Debian `orthanc` package and Java 17 for Spark when missing).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 # No hub downloads at run time, ever.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup orthanc-installed run test lint sample-lake pytest bench docs clean
+.PHONY: help setup orthanc-installed java-installed run test lint sample-lake pytest bench docs clean
 
 help:
 	@echo "make run    - set up, then run the main job on a synthetic data set (lake + PACS loop)"
@@ -33,7 +33,7 @@ $(STAMP): requirements.lock pyproject.toml setup.py
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-setup: $(STAMP) orthanc-installed
+setup: $(STAMP) orthanc-installed java-installed
 
 # The PACS is the Debian package `orthanc`; we start it ourselves (medlake orthanc start).
 orthanc-installed:
@@ -44,6 +44,20 @@ orthanc-installed:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc >/dev/null; \
 	  else \
 	    echo "Orthanc is not installed: run 'sudo apt-get install -y orthanc' (or use docker-compose.yml)"; exit 1; \
+	  fi; \
+	fi
+
+# `medlake build --engine spark` (and its tests) run Apache Spark, which needs a Java 17 runtime.
+# Debian's JRE postinst fails without /usr/share/man/man1 (absent in slim images).
+java-installed:
+	@if [ -z "$${JAVA_HOME:-}" ] && ! command -v java >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing the Debian package openjdk-17-jre-headless (Java for Spark)"; \
+	    mkdir -p /usr/share/man/man1; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	  else \
+	    echo "Java is not installed: run 'sudo apt-get install -y openjdk-17-jre-headless' (Spark needs Java 17)"; exit 1; \
 	  fi; \
 	fi
 

@@ -59,7 +59,8 @@
     {%- endif -%}
     {%- if predicates -%}
         {%- set filtered -%}
-            (select * from {{ relation }} where {{ predicates | join(' and ') }}) dbt_subquery
+            {#- aliased: Spark reads `<table> where (...)` as a table alias with a column list -#}
+            (select * from {{ relation }} as tested_rows where {{ predicates | join(' and ') }}) dbt_subquery
         {%- endset -%}
         {{ return(filtered) }}
     {%- endif -%}

@@ -26,11 +26,20 @@
     {%- if not column -%}
         {{ exceptions.raise_compiler_error("incremental model " ~ this ~ " needs config meta.watermark_column") }}
     {%- endif -%}
-    {%- set latest = run_query("select max(" ~ column ~ ") from " ~ this).columns[0].values()[0] -%}
+    {#-
+        As text, formatted by the engine in its session zone (UTC): a timestamp value fetched into
+        Python may come back in the process's local zone (pyspark does that), and a watermark an
+        hour late silently skips a delivery.
+    -#}
+    {%- set latest = run_query(
+        "select " ~ dbt.cast("max(" ~ column ~ ")", api.Column.translate_type('string')) ~ " from " ~ this
+    ).columns[0].values()[0] -%}
     {%- if latest is none -%}
         {{ return(floor) }}
     {%- endif -%}
-    {{ return("cast('" ~ latest.isoformat(sep=' ') ~ "' as " ~ dbt.type_timestamp() ~ ")") }}
+    {#- the result table may have parsed the text back into a (naive, unshifted) datetime -#}
+    {%- set latest_text = latest if latest is string else latest.isoformat(sep=' ') -%}
+    {{ return("cast('" ~ latest_text ~ "' as " ~ dbt.type_timestamp() ~ ")") }}
 {%- endmacro %}
 
 {#
@@ -61,4 +70,21 @@
     select {{ columns }}
     from {{ batch }}
     where {{ row_key }} is not null
+{%- endmacro %}
+
+{#
+    The incremental strategy of a model with ONE row per `unique_key` (fct_exams,
+    fct_medical_reports), chosen per target: `merge` where the tables take it (Databricks, or a
+    Spark target with spark_file_format delta/iceberg/hudi: MERGE INTO updates the matched rows
+    in place), `delete+insert` elsewhere (DuckDB; plain Parquet on Spark, where
+    macros/spark/incremental.sql rewrites through a side table). Models with several rows per
+    key keep delete+insert / replace_partitions: a MERGE on their key would match many rows.
+#}
+{% macro unique_rows_incremental_strategy() -%}
+    {%- set dml_formats = ['delta', 'iceberg', 'hudi'] -%}
+    {%- if target.type == 'databricks'
+        or (target.type == 'spark' and var('spark_file_format', 'parquet') in dml_formats) -%}
+        {{ return('merge') }}
+    {%- endif -%}
+    {{ return('delete+insert') }}
 {%- endmacro %}

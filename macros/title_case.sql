@@ -1,6 +1,7 @@
 {#
-    Title-case a string expression word by word ("pleural effusion" -> "Pleural Effusion"),
-    treating underscores as spaces. Dispatched: DuckDB has no initcap, most warehouses do.
+    Title-case a string expression word by word ("pleural  effusion" -> "Pleural Effusion"),
+    treating underscores as spaces and runs of white space as one. Dispatched: DuckDB has no
+    initcap, most warehouses do.
 #}
 {% macro title_case(expression) -%}
     {{ return(adapter.dispatch('title_case', 'medlake')(expression)) }}
@@ -18,4 +19,9 @@
         ),
         ' '
     )
+{%- endmacro %}
+
+{# initcap alone keeps double spaces ('a  b' -> 'A  B'); DuckDB's collapses them. #}
+{% macro spark__title_case(expression) -%}
+    initcap(regexp_replace(trim(replace({{ expression }}, '_', ' ')), '\\s+', ' '))
 {%- endmacro %}

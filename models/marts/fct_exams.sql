@@ -10,7 +10,7 @@
 
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
+    incremental_strategy=unique_rows_incremental_strategy(),
     unique_key='exam_key',
     on_schema_change='fail',
     meta={'watermark_column': 'last_ingested_at'},

@@ -25,6 +25,7 @@ from typing import Any
 from medlake import __version__
 from medlake.errors import MedlakeError
 from medlake.file_modes import restrict_umask
+from medlake.vocab import Engine
 
 DEFAULT_LAKE = Path(os.environ.get("MEDLAKE_LAKE_DIR", "data/lake"))
 
@@ -107,6 +108,13 @@ def arg(*flags: str, **options: Any) -> Arg:
 LAKE = arg("--lake", type=Path, default=DEFAULT_LAKE, help="lake directory (default: $MEDLAKE_LAKE_DIR or data/lake)")
 NO_PROGRESS = arg("--no-progress", action="store_true", help="no progress bar")
 DELIVERY_DATE = arg("--delivery-date", type=_date, default=None, help="partition date (default: today, UTC)")
+QUERY_ENGINE = arg(
+    "--engine",
+    choices=[engine.value for engine in Engine],
+    default=Engine.DUCKDB.value,
+    help="whose marts to answer from: duckdb (LAKE/medlake.duckdb, default) or spark (the Parquet tables a "
+    "`medlake build --engine spark` wrote under LAKE/spark/warehouse, read by DuckDB)",
+)
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,7 @@ QUERY = Command(
                 LAKE,
                 arg("--month", type=_month, required=True, help="YYYY-MM"),
                 arg("--date-basis", choices=["exam", "label"], default="exam", help="which date the month filters"),
+                QUERY_ENGINE,
             ),
         ),
         Command(
@@ -154,6 +163,7 @@ QUERY = Command(
                 arg("--body-part", default="Chest", help="canonical body part (default Chest)"),
                 arg("--min-labels", type=_positive_int, default=6, help="minimum label entries (default 6)"),
                 arg("--limit", type=_positive_int, default=20, help="sample size (default 20)"),
+                QUERY_ENGINE,
             ),
         ),
     ),
@@ -320,6 +330,13 @@ COMMANDS: tuple[Command, ...] = (
             arg("--select", default=None, help="dbt node selection, passed through"),
             arg("--no-docs", action="store_true", help="skip `dbt docs generate`"),
             arg(
+                "--engine",
+                choices=[engine.value for engine in Engine],
+                default=Engine.DUCKDB.value,
+                help="duckdb (default): the warehouse is LAKE/medlake.duckdb; spark: a local Apache Spark session "
+                "(needs Java 17 and the .[spark] extras), metastore and Parquet tables in LAKE/spark/",
+            ),
+            arg(
                 "--include-patient-id",
                 action="store_true",
                 help="also fill the marts' patient_id columns (default: NULL; marts always carry patient_pseudonym); "
@@ -400,6 +417,7 @@ COMMANDS: tuple[Command, ...] = (
             arg("--skip-orthanc", action="store_true", help="skip the Orthanc upload figures"),
             arg("--skip-torch", action="store_true", help="skip the inference figures"),
             arg("--skip-dbt", action="store_true", help="skip the dbt build and query figures"),
+            arg("--skip-spark", action="store_true", help="skip the Spark build figures (beside DuckDB's, same lake)"),
             arg("--output", type=Path, default=None, help="also write the JSON figures to this file"),
         ),
     ),

@@ -67,6 +67,7 @@ def build(args: argparse.Namespace) -> int:
         select=args.select,
         docs=not args.no_docs,
         quiet=quiet,
+        engine=args.engine,
         include_patient_id=args.include_patient_id,
     )
     if quiet:
@@ -86,7 +87,10 @@ def docs(args: argparse.Namespace) -> int:
 def query_covid_without_pneumonia(args: argparse.Namespace) -> int:
     from medlake.warehouse import queries
 
-    emit(queries.covid_without_pneumonia(args.lake, month=args.month, date_basis=args.date_basis), args.format)
+    answer = queries.covid_without_pneumonia(
+        args.lake, month=args.month, date_basis=args.date_basis, engine=args.engine
+    )
+    emit(answer, args.format)
     return 0
 
 
@@ -94,7 +98,7 @@ def query_chest_many_labels(args: argparse.Namespace) -> int:
     from medlake.warehouse import queries
 
     result = queries.chest_many_labels(
-        args.lake, body_part=args.body_part, min_labels=args.min_labels, limit=args.limit
+        args.lake, body_part=args.body_part, min_labels=args.min_labels, limit=args.limit, engine=args.engine
     )
     emit(result, args.format)
     return 0
@@ -191,6 +195,8 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
+    if not (args.skip_torch and args.skip_orthanc):
+        require_pacs("medlake bench (without --skip-torch --skip-orthanc)")
     from medlake.devtools import bench as benchmarks
 
     figures = benchmarks.run(
@@ -199,6 +205,7 @@ def bench(args: argparse.Namespace) -> int:
         skip_orthanc=args.skip_orthanc,
         skip_torch=args.skip_torch,
         skip_dbt=args.skip_dbt,
+        skip_spark=args.skip_spark,
     )
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

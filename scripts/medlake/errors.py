@@ -70,3 +70,9 @@ class MissingExtraError(MedlakeError):
     """A command needs an optional part of medlake that is not installed (e.g. the PACS extra)."""
 
     exit_code = 3
+
+
+class EngineError(MedlakeError):
+    """The chosen transformation engine cannot run here (e.g. Spark without Java or its Python extras)."""
+
+    exit_code = 2

@@ -152,3 +152,10 @@ class SrStatus(StrEnum):
 
     STORED = "stored"
     NOT_STORED = "not_stored"
+
+
+class Engine(StrEnum):
+    """The engine a lake's dbt project is built on (``medlake build --engine``; medlake.warehouse.engines)."""
+
+    DUCKDB = "duckdb"
+    SPARK = "spark"

@@ -457,3 +457,17 @@ def test_a_dangling_symlink_quarantine_row_survives_the_next_land_of_another_del
     assert [q["reason_code"] for q in rows(lake, "quarantine") if q["source_file"] == "images/gone.dcm"] == [
         "unreadable_file"
     ]
+
+
+def test_a_delivery_directory_that_is_a_symlink_out_of_the_delivery_is_not_read(tmp_path):
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "secret.json").write_text(json.dumps([{"content": {"exam_id": 1, "text": HOST_SECRET}}]))
+    delivery = write_delivery(tmp_path / "delivery", report_files={})
+    (delivery / "medical_report").rmdir()
+    (delivery / "medical_report").symlink_to(host, target_is_directory=True)
+    lake = tmp_path / "lake"
+    summary = landing.land(delivery, lake, delivery_date=None, workers=1, progress=False)
+    assert summary.quarantined["outside_delivery_root"] == 1
+    assert rows(lake, "medical_reports") == []
+    assert b"host-secret" not in b"".join(p.read_bytes() for p in lake.rglob("*.parquet"))

@@ -99,6 +99,7 @@ def build_manifest(
     deidentify: bool,
 ) -> pa.Table:
     """The manifest (plus the INTERNAL_COLUMNS) as an Arrow table, ordered by split then exam_key."""
+    _check_marts(connection, Path(lake))
     _register_raw_views(connection, Path(lake))
     _register_pseudonyms(connection, Path(lake))
     if filters.with_predictions:
@@ -124,6 +125,27 @@ _KNOWN_LABELS_SQL = """
 """
 
 _MODELS_SQL = "select distinct model_name from marts.fct_predictions order by 1"
+
+
+# Mart columns the export reads that older builds lack: a clear "rebuild" beats a binder error.
+_REQUIRED_COLUMNS = {"dim_images": ("object_path", "orthanc_instance_id", "is_in_pacs")}
+
+
+def _check_marts(connection: duckdb.DuckDBPyConnection, lake: Path) -> None:
+    for table, columns in _REQUIRED_COLUMNS.items():
+        present = {
+            row[0]
+            for row in connection.execute(
+                "select column_name from information_schema.columns where table_schema = 'marts' and table_name = ?",
+                [table],
+            ).fetchall()
+        }
+        absent = [column for column in columns if column not in present]
+        if absent:
+            raise DatasetError(
+                f"the warehouse of {lake} was built by an older medlake (marts.{table} lacks {', '.join(absent)}): "
+                f"run `medlake build --lake {lake}` first"
+            )
 
 
 def _raw_parts(lake: Path, table: str) -> list[str]:

@@ -131,7 +131,9 @@ def _tree_bytes(directory: Path) -> int:
     return sum(entry.stat().st_size for entry in directory.rglob("*") if entry.is_file())
 
 
-def run(*, exams: int, workdir: Path, skip_orthanc: bool, skip_torch: bool, skip_dbt: bool) -> BenchFigures:
+def run(
+    *, exams: int, workdir: Path, skip_orthanc: bool, skip_torch: bool, skip_dbt: bool, skip_spark: bool = False
+) -> BenchFigures:
     from medlake.devtools import synth
 
     workdir = workdir.resolve()
@@ -154,7 +156,7 @@ def run(*, exams: int, workdir: Path, skip_orthanc: bool, skip_torch: bool, skip
 
     _bench_landing(bench, delivery, lake, workdir, input_bytes)
     if not skip_dbt:
-        _bench_dbt_and_queries(bench, lake, workdir, exams)
+        _bench_dbt_and_queries(bench, lake, workdir, exams, skip_spark=skip_spark)
         _bench_dataset_export(bench, lake, workdir)
     _bench_dicom(bench, workdir)
     if not skip_torch:
@@ -211,7 +213,7 @@ def _bench_landing(bench: BenchFigures, delivery: Path, lake: Path, workdir: Pat
     bench.ratio("land_vs_read_floor_parallel", "land_s", "read_floor_parallel_s")
 
 
-def _bench_dbt_and_queries(bench: BenchFigures, lake: Path, workdir: Path, exams: int) -> None:
+def _bench_dbt_and_queries(bench: BenchFigures, lake: Path, workdir: Path, exams: int, *, skip_spark: bool) -> None:
     from medlake.devtools import synth
     from medlake.warehouse import queries
 
@@ -228,6 +230,8 @@ def _bench_dbt_and_queries(bench: BenchFigures, lake: Path, workdir: Path, exams
         lambda: queries.chest_many_labels(lake, body_part="Chest", min_labels=6, limit=20)
     )
     _bench_open_connection_queries(bench, lake)
+    if not skip_spark:
+        _bench_spark_build(bench, lake, "full")
 
     # A new day's delivery: 1 % new files (new exams plus some re-deliveries), landed and built incrementally.
     increment = workdir / "delivery_increment"
@@ -250,6 +254,50 @@ def _bench_dbt_and_queries(bench: BenchFigures, lake: Path, workdir: Path, exams
     if copied:
         figures["warehouse_mb"] = float(copied.group(1).replace(",", ""))
         figures["warehouse_copy_s"] = float(copied.group(2))
+    if not skip_spark:
+        _bench_spark_build(bench, lake, "incremental")
+
+
+def _bench_spark_build(bench: BenchFigures, lake: Path, kind: str) -> None:
+    """`medlake build --engine spark` on the same lake as DuckDB's figure of the same kind, with the JVM's peak RSS."""
+    from medlake.errors import MedlakeError
+    from medlake.warehouse import spark
+
+    try:
+        spark.check_runtime()
+    except MedlakeError as exc:
+        bench.notes.append(f"spark builds skipped: {exc}")
+        return
+    argv = _medlake("build", "--lake", str(lake), "--engine", "spark", "--no-docs")
+    if kind == "full":
+        argv.append("--full-refresh")
+    wall, jvm_peak_mb, result = _measure_jvm_process(argv)
+    if result.returncode != 0:
+        raise RuntimeError(f"spark {kind} build failed: {result.stdout[-3000:]}{result.stderr[-2000:]}")
+    figures = bench.figures
+    figures[f"spark_build_{kind}_s"] = round(wall, 2)
+    figures[f"spark_jvm_peak_mb_{kind}"] = round(jvm_peak_mb)
+    bench.ratio(f"spark_vs_duckdb_{kind}", f"spark_build_{kind}_s", f"dbt_build_{kind}_s")
+    if kind == "full":
+        figures["spark_driver_memory"] = os.environ.get("MEDLAKE_SPARK_DRIVER_MEMORY", "1g")
+
+
+def _measure_jvm_process(argv: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Run a command; return (wall seconds, peak RSS in MB of the largest Java process in its tree, result)."""
+    start = time.perf_counter()
+    process = psutil.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while process.poll() is None:
+        try:
+            for child in process.children(recursive=True):
+                if child.name() == "java":
+                    peak = max(peak, child.memory_info().rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    stdout, stderr = process.communicate()
+    wall = time.perf_counter() - start
+    return wall, peak / 2**20, subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
 
 def _bench_dataset_export(bench: BenchFigures, lake: Path, workdir: Path) -> None:

@@ -37,6 +37,7 @@ from medlake.vocab import Entity
 # Reader threads per worker and files per read task (see read_ahead).
 READ_THREADS = 8
 READ_BATCH_FILES = 64
+_IMAGE = Entity.IMAGE.value  # a plain string: it fills a manifest column per file
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
@@ -136,15 +137,15 @@ class ChunkBuilder:
             with self.root.open(relpath) as handle:
                 digest = hash_stream(handle)
                 if manifest_key(relpath, digest.sha256) in self.context.known_files:
-                    self.files_skipped[Entity.IMAGE] += 1
+                    self.files_skipped[_IMAGE] += 1
                     return
                 store_original(self.context.lake, self.root.path, relpath, handle, digest)
                 file_index = self._add_file(relpath, digest.sha256)
                 quarantined = self.images.add(file_index, relpath.rsplit("/", 1)[-1], handle, digest)
         except FileRefused as refusal:
-            self.refused(relpath, Entity.IMAGE, refusal)
+            self.refused(relpath, _IMAGE, refusal)
             return
-        self._manifest_row(file_index, Entity.IMAGE, digest.size_bytes, 1 - quarantined, quarantined)
+        self._manifest_row(file_index, _IMAGE, digest.size_bytes, 1 - quarantined, quarantined)
 
     def tables(self) -> dict[str, TableColumns]:
         return {
@@ -208,6 +209,7 @@ def land_chunk(context: RunContext, chunk: tuple[str, Sequence[str]]) -> ChunkRe
                 builder.land_json_file(relpath, entity, data)
         batch, parts = builder.write()
     finally:
+        builder.root.close()
         if gc_was_enabled:
             gc.enable()
     return builder.result(len(relpaths), batch, parts)

@@ -25,8 +25,9 @@ from medlake.lake.parts import TableColumns
 from medlake.lake.records import Quarantine
 from medlake.vocab import Entity, MediaType, QuarantineReason
 
-DICOM_MEDIA_TYPE = MediaType.DICOM
-OCTET_STREAM = MediaType.OCTET_STREAM
+# Plain strings (an image_files column per file; see records._LIST).
+DICOM_MEDIA_TYPE = MediaType.DICOM.value
+OCTET_STREAM = MediaType.OCTET_STREAM.value
 DICOM_EXTENSIONS = (".dcm", ".dicom", ".dic")
 __all__ = [
     "HEAD_BYTES",
@@ -38,15 +39,18 @@ __all__ = [
     "sniff_media_type",
 ]
 
-_MAGIC: tuple[tuple[int, bytes, MediaType], ...] = (
-    (128, b"DICM", MediaType.DICOM),
-    (0, b"%PDF", MediaType.PDF),
-    (0, b"\x89PNG\r\n\x1a\n", MediaType.PNG),
-    (0, b"\xff\xd8\xff", MediaType.JPEG),
-    (0, b"GIF87a", MediaType.GIF),
-    (0, b"GIF89a", MediaType.GIF),
-    (0, b"II*\x00", MediaType.TIFF),
-    (0, b"MM\x00*", MediaType.TIFF),
+_MAGIC: tuple[tuple[int, bytes, str], ...] = tuple(
+    (offset, magic, media_type.value)
+    for offset, magic, media_type in (
+        (128, b"DICM", MediaType.DICOM),
+        (0, b"%PDF", MediaType.PDF),
+        (0, b"\x89PNG\r\n\x1a\n", MediaType.PNG),
+        (0, b"\xff\xd8\xff", MediaType.JPEG),
+        (0, b"GIF87a", MediaType.GIF),
+        (0, b"GIF89a", MediaType.GIF),
+        (0, b"II*\x00", MediaType.TIFF),
+        (0, b"MM\x00*", MediaType.TIFF),
+    )
 )
 
 # Groups a bare (preamble-less) dataset starts with: file meta (0002) or identification (0008).
@@ -112,7 +116,7 @@ class ImageIndex:
         if claimed or looks_like_bare_dicom(digest.head):
             try:
                 header = read_header(handle, file_size=digest.size_bytes)
-                media_type = MediaType.DICOM
+                media_type = DICOM_MEDIA_TYPE
             except DicomError as exc:
                 if claimed:
                     code = QuarantineReason.UNREADABLE_DICOM

@@ -52,9 +52,10 @@ from medlake.vocab import Entity
 
 __all__ = ["ENTITY_DIRS", "LandingResult", "LandingSummary", "land", "land_tasks", "list_files", "manifest_key"]
 
-EXAM = Entity.EXAM
-REPORT = Entity.MEDICAL_REPORT
-IMAGE = Entity.IMAGE
+# Plain strings: they fill a manifest column per file (see records._LIST).
+EXAM = Entity.EXAM.value
+REPORT = Entity.MEDICAL_REPORT.value
+IMAGE = Entity.IMAGE.value
 # Delivery sub-directory -> entity of the files in it.
 ENTITY_DIRS: dict[str, str] = {"exam": EXAM, "medical_report": REPORT, "images": IMAGE}
 

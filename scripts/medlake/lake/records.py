@@ -31,6 +31,9 @@ _REPORT_CONTENT_KEYS = frozenset(_REPORT_COLUMNS)
 _ONLY_DICT = {dict}
 _BOOL_TEXT = {True: "true", False: "false"}
 _ABSENT = object()
+# Plain strings, not the enum members, for columns filled per record: Arrow converts a list of
+# str subclasses ~18x slower than a list of str (measured: 0.27 s vs 0.015 s per 100 k values).
+_LIST, _NULL, _ABSENT_STATE = LabelsState.LIST.value, LabelsState.NULL.value, LabelsState.ABSENT.value
 
 
 class Quarantine(TableColumns):
@@ -117,11 +120,11 @@ class RecordColumns:
                 continue
             labels = content.get("labels", _ABSENT)
             if labels.__class__ is list:
-                state = LabelsState.LIST
+                state = _LIST
             elif labels is _ABSENT:
-                state, labels = LabelsState.ABSENT, ()
+                state, labels = _ABSENT_STATE, ()
             elif labels is None:
-                state, labels = LabelsState.NULL, ()
+                state, labels = _NULL, ()
             else:
                 reason = f"record {position}: 'labels' is a JSON {json_kind(labels)}, not a list"
                 code = QuarantineReason.LABELS_NOT_LIST

@@ -1,11 +1,11 @@
-"""The warehouse: dbt on DuckDB over the lake's raw Parquet, and the analysts' questions.
+"""The warehouse: dbt on DuckDB (or Apache Spark) over the lake's raw Parquet, and the analysts' questions.
 
 Public face (imported on first use)::
 
-    build(lake, *, full_refresh, select, docs) -> BuildSummary   medlake build
-    serve_docs(lake, *, port)                                     medlake docs
-    covid_without_pneumonia(lake, *, month, date_basis)           medlake query ...
-    chest_many_labels(lake, *, body_part, min_labels, limit)
+    build(lake, *, full_refresh, select, docs, engine) -> BuildSummary   medlake build [--engine spark]
+    serve_docs(lake, *, port)                                             medlake docs
+    covid_without_pneumonia(lake, *, month, date_basis, engine)           medlake query ...
+    chest_many_labels(lake, *, body_part, min_labels, limit, engine)
 """
 
 from medlake._lazy import lazy_exports

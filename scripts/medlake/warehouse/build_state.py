@@ -62,8 +62,8 @@ class BuildState:
         }
 
 
-def project_fingerprint(project_dir: Path) -> str:
-    """A hash of every file that decides what the marts contain, plus the dbt versions that run them."""
+def project_fingerprint(project_dir: Path, packages: tuple[str, ...] = ("dbt-core", "dbt-duckdb")) -> str:
+    """A hash of every file that decides what the marts contain, plus the versions of ``packages`` that run them."""
     from importlib.metadata import version
 
     digest = hashlib.sha256()
@@ -73,7 +73,7 @@ def project_fingerprint(project_dir: Path) -> str:
     for path in files:
         if path.is_file():
             digest.update(str(path.relative_to(project_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
-    for package in ("dbt-core", "dbt-duckdb"):
+    for package in packages:
         digest.update(f"{package}=={version(package)}\0".encode())
     return digest.hexdigest()
 

@@ -38,7 +38,7 @@ from medlake.file_modes import restrict_umask
 from medlake.lake import layout as lake_layout
 from medlake.lake import pseudonyms
 from medlake.settings import dbt_project_dir
-from medlake.warehouse import build_state, dbt_process, pseudonym_table, sql_text, warehouse_swap
+from medlake.warehouse import build_state, dbt_process, engines, pseudonym_table, sql_text, warehouse_swap
 
 PROJECT_DIR = dbt_project_dir()  # $MEDLAKE_DBT_PROJECT_DIR, the checkout, or the packaged copy
 LAKE_TARGETS_DIR = PROJECT_DIR / "target" / "lakes"
@@ -107,6 +107,7 @@ class BuildSummary:
     full_refresh: bool
     select: str | None
     plan: BuildPlan | None = None
+    engine: str = engines.DEFAULT_ENGINE
     warehouse_copy_s: float = 0.0  # copying the live warehouse into the build file (incremental builds)
 
     @property
@@ -116,7 +117,7 @@ class BuildSummary:
     def render(self) -> str:
         counts = ", ".join(f"{status}={count}" for status, count in sorted(self.status_counts.items()))
         lines = [
-            f"dbt build on {self.lake}: {self.node_count} nodes ({counts}) in {self.elapsed_s:.1f} s",
+            f"dbt build on {self.lake} ({self.engine}): {self.node_count} nodes ({counts}) in {self.elapsed_s:.1f} s",
             *([f"  mode       {self.plan.mode}: {self.plan.reason}"] if self.plan else []),
             f"  warehouse  {self.warehouse}",
             f"  docs       {'generated' if self.docs_generated else 'not generated'} ({self.target_path})",
@@ -136,19 +137,22 @@ class BuildSummary:
             "full_refresh": self.full_refresh,
             "select": self.select,
             "plan": self.plan.to_dict() if self.plan else None,
+            "engine": str(self.engine),
             "warehouse_copy_s": round(self.warehouse_copy_s, 3),
         }
 
 
-def target_path_for(lake: Path) -> Path:
-    """The dbt target directory of one lake (manifest, run results, docs), under the repo's target/."""
+def target_path_for(lake: Path, engine: str = engines.DEFAULT_ENGINE) -> Path:
+    """The dbt target directory of one lake on one engine (manifest, run results, docs), under the repo's target/."""
     resolved = lake.resolve()
     digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
     readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", resolved.name)[:40] or "lake"
-    return LAKE_TARGETS_DIR / f"{readable}-{digest}"
+    return LAKE_TARGETS_DIR / f"{readable}-{digest}{engines.get(engine).target_suffix}"
 
 
-def _dbt_environment(lake: Path, warehouse: Path, tests_changed_since: str | None = None) -> dict[str, str]:
+def _dbt_environment(
+    lake: Path, warehouse: Path, tests_changed_since: str | None = None, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env = dict(os.environ)
     env["MEDLAKE_LAKE_DIR"] = str(lake)
     # the file dbt writes (profiles.yml); the raw tables' read_parquet, quoted by sql_text (sources YAML)
@@ -162,6 +166,7 @@ def _dbt_environment(lake: Path, warehouse: Path, tests_changed_since: str | Non
     # No telemetry, no hub: medlake never needs the network at run time.
     env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     env["DO_NOT_TRACK"] = "1"
+    env.update(extra or {})
     return env
 
 
@@ -196,13 +201,14 @@ def _run_dbt(
     quiet: bool,
     tests_changed_since: str | None = None,
     lock_fd: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[int, str]:
     """Run one dbt command from the project dir on ``warehouse``; output streams to ours unless ``quiet``."""
     (target_path / RESULTS_FILE).unlink(missing_ok=True)  # a stale file must never pass for this run's
     return dbt_process.run(
         _dbt_command(subcommand, target_path),
         cwd=PROJECT_DIR,
-        env=_dbt_environment(lake, warehouse, tests_changed_since),
+        env=_dbt_environment(lake, warehouse, tests_changed_since, extra_env),
         quiet=quiet,
         inherit_fds=() if lock_fd is None else (lock_fd,),
     )
@@ -243,21 +249,26 @@ def _failure_message(command: str, results: list[dict], output: str) -> str:
 
 
 def plan_build(
-    lake: Path, *, full_refresh: bool, include_patient_id: bool = False, pseudonym_key_id: str | None = None
+    lake: Path,
+    *,
+    full_refresh: bool,
+    include_patient_id: bool = False,
+    pseudonym_key_id: str | None = None,
+    engine: str = engines.DEFAULT_ENGINE,
 ) -> BuildPlan:
-    """Decide how to build ``lake``: incremental when this project built its warehouse, else full."""
+    """Decide how to build ``lake`` on ``engine``: incremental when this project built its warehouse, else full."""
     if pseudonym_key_id is None:
         pseudonym_key_id = pseudonym_table.key_id(pseudonyms.pseudonym_key(lake))
-    warehouse = lake_layout.warehouse_path(lake)
+    chosen = engines.get(engine)
 
     def full(mode: str, reason: str) -> BuildPlan:
         return BuildPlan(mode, reason, mode == "full refresh", (), None, include_patient_id)
 
     if full_refresh:
         return full("full refresh", "requested (--full-refresh)")
-    if not warehouse.is_file():
+    if not chosen.has_warehouse(lake):
         return full("first build", "no warehouse yet: every model is built from the raw layer")
-    state = build_state.read(warehouse)
+    state = chosen.read_state(lake)
     if state is None:
         return BuildPlan(
             "incremental",
@@ -267,7 +278,7 @@ def plan_build(
             None,
             include_patient_id,
         )
-    if state.project_fingerprint != build_state.project_fingerprint(PROJECT_DIR):
+    if state.project_fingerprint != chosen.project_fingerprint(PROJECT_DIR):
         # incremental tables would otherwise keep rows made by the old logic next to rows made by the new
         return full("full refresh", "the dbt project (models, macros, seeds) changed since this warehouse was built")
     if state.pseudonym_key_id != pseudonym_key_id:
@@ -275,8 +286,8 @@ def plan_build(
         return full("full refresh", "the pseudonym key changed since this warehouse was built")
     if state.include_patient_id != include_patient_id:
         # every mart row must follow the same choice: no patient ids left behind, none missing
-        chosen = "included" if include_patient_id else "left out"
-        return full("full refresh", f"patient ids are {chosen} now (--include-patient-id changed)")
+        choice = "included" if include_patient_id else "left out"
+        return full("full refresh", f"patient ids are {choice} now (--include-patient-id changed)")
     since = state.landed_until.isoformat(sep=" ") if state.landed_until else None
     unchanged = list(UNCHANGED_NODES)
     skipped = "views, seeds and unit tests unchanged"
@@ -305,55 +316,48 @@ def build(
     docs: bool = True,
     quiet: bool = False,
     include_patient_id: bool = False,
+    engine: str = engines.DEFAULT_ENGINE,
 ) -> BuildSummary:
     """``dbt build`` (seeds, models, tests) on ``lake``, then ``dbt docs generate`` when ``docs``.
 
     Incremental unless ``full_refresh`` (or the dbt project changed since the warehouse was built,
     see :func:`plan_build`). Raises :class:`DbtError` naming the failing nodes when a model, test or
     seed fails; data tests configured as warnings (quarantine count, report/exam id mismatches) do
-    not fail it. dbt builds a copy of the warehouse that replaces the live file only when everything
-    succeeded (``warehouse_swap``); the lake lock is held by this process and dbt until both end.
+    not fail it. On DuckDB, dbt builds a copy of the warehouse that replaces the live file only when
+    everything succeeded (``warehouse_swap``); the lake lock is held by this process and dbt until both end.
     ``include_patient_id`` fills the marts' ``patient_id`` columns (otherwise NULL; pseudonyms always).
+    ``engine`` is 'duckdb' (default) or 'spark' (:mod:`medlake.warehouse.engines`).
     """
     restrict_umask()
     _check_project()
+    chosen = engines.get(engine)
     lake = Path(lake).resolve()
     lake_layout.init_lake(lake)  # every raw table gets its zero-row schema file, so every source resolves
-    target_path = target_path_for(lake)
+    target_path = target_path_for(lake, chosen.name)
     target_path.mkdir(parents=True, exist_ok=True)
-    warehouse = lake_layout.warehouse_path(lake)
 
     started = time.perf_counter()
     with lake_layout.exclusive_lock(
         lake, busy_message=f"a medlake land or build is using {lake}; wait for it to finish"
     ) as lock:
+        reset = chosen.prepare(lake)
+        if reset and not quiet:
+            print(f"medlake build: {reset}: rebuilding it from the raw layer", file=sys.stderr)
         # the identifier -> pseudonym table the staging models join to (the key stays in Python)
         key_id = pseudonym_table.write(lake)
         plan = plan_build(
-            lake, full_refresh=full_refresh, include_patient_id=include_patient_id, pseudonym_key_id=key_id
+            lake,
+            full_refresh=full_refresh,
+            include_patient_id=include_patient_id,
+            pseudonym_key_id=key_id,
+            engine=chosen.name,
         )
         if not quiet:
             print(f"medlake build: {plan.mode} - {plan.reason}", file=sys.stderr)
         # read before dbt starts, under the lock: exactly what this build folds in
-        record = _state_for(lake, plan, key_id)
-        building, copy_s = warehouse_swap.prepare(lake, copy_live=not plan.full_refresh)
-        if not quiet and building.is_file():
-            size_mb = building.stat().st_size / 1e6
-            print(
-                f"medlake build: building a copy of the warehouse ({size_mb:,.0f} MB copied in {copy_s:.2f} s)",
-                file=sys.stderr,
-            )
-        try:
-            results = _build_into(building, lake, target_path, plan, select=select, docs=docs, quiet=quiet, lock=lock)
-            if select is None:
-                # only a complete build vouches for every model; a partial one leaves the record as it was
-                build_state.write(building, record)
-            docs_generated = docs and _generate_docs(
-                lake, target_path, building, quiet=quiet, lock=lock, include_patient_id=plan.include_patient_id
-            )
-            warehouse_swap.publish(lake, building)
-        finally:
-            warehouse_swap.discard(lake)
+        record = _state_for(lake, plan, key_id, chosen)
+        run = _BuildRun(lake, target_path, plan, record, chosen, select=select, docs=docs, quiet=quiet, lock=lock)
+        results, docs_generated, copy_s = _build_on_duckdb(run) if chosen.name == "duckdb" else _build_on_spark(run)
     elapsed = time.perf_counter() - started
 
     status_counts: dict[str, int] = {}
@@ -361,7 +365,7 @@ def build(
         status_counts[result["status"]] = status_counts.get(result["status"], 0) + 1
     return BuildSummary(
         lake=lake,
-        warehouse=warehouse,
+        warehouse=chosen.warehouse(lake),
         target_path=target_path,
         status_counts=status_counts,
         warnings=_outcomes(results, frozenset({"warn"})),
@@ -371,13 +375,75 @@ def build(
         select=select,
         plan=plan,
         warehouse_copy_s=copy_s,
+        engine=chosen.name,
     )
 
 
-def _state_for(lake: Path, plan: BuildPlan, pseudonym_key_id: str) -> build_state.BuildState:
+@dataclass(frozen=True)
+class _BuildRun:
+    """One build's settings, handed to the engine's build function."""
+
+    lake: Path
+    target_path: Path
+    plan: BuildPlan
+    record: build_state.BuildState
+    engine: engines.Engine
+    select: str | None
+    docs: bool
+    quiet: bool
+    lock: BinaryIO
+
+
+def _build_on_duckdb(run: _BuildRun) -> tuple[list[dict], bool, float]:
+    """Build into a copy of the warehouse file, then publish it: (results, docs generated, copy seconds)."""
+    building, copy_s = warehouse_swap.prepare(run.lake, copy_live=not run.plan.full_refresh)
+    if not run.quiet and building.is_file():
+        size_mb = building.stat().st_size / 1e6
+        print(
+            f"medlake build: building a copy of the warehouse ({size_mb:,.0f} MB copied in {copy_s:.2f} s)",
+            file=sys.stderr,
+        )
+    try:
+        results = _build_into(building, run)
+        if run.select is None:
+            # only a complete build vouches for every model; a partial one leaves the record as it was
+            build_state.write(building, run.record)
+        docs_generated = run.docs and _generate_docs(
+            run.lake,
+            run.target_path,
+            building,
+            quiet=run.quiet,
+            lock=run.lock,
+            include_patient_id=run.plan.include_patient_id,
+        )
+        warehouse_swap.publish(run.lake, building)
+    finally:
+        warehouse_swap.discard(run.lake)
+    return results, docs_generated, copy_s
+
+
+def _build_on_spark(run: _BuildRun) -> tuple[list[dict], bool, float]:
+    """Build in the lake's Spark warehouse (no file to swap: Spark replaces each table as it goes)."""
+    warehouse = run.engine.warehouse(run.lake)
+    results = _build_into(warehouse, run)
+    if run.select is None:
+        run.engine.write_state(run.lake, run.record)
+    docs_generated = run.docs and _generate_docs(
+        run.lake,
+        run.target_path,
+        warehouse,
+        quiet=run.quiet,
+        lock=run.lock,
+        include_patient_id=run.plan.include_patient_id,
+        engine=run.engine,
+    )
+    return results, docs_generated, 0.0
+
+
+def _state_for(lake: Path, plan: BuildPlan, pseudonym_key_id: str, engine: engines.Engine) -> build_state.BuildState:
     """The record a successful complete build will leave (everything read before dbt starts)."""
     return build_state.BuildState(
-        project_fingerprint=build_state.project_fingerprint(PROJECT_DIR),
+        project_fingerprint=engine.project_fingerprint(PROJECT_DIR),
         lake_path=str(lake),
         landed_until=build_state.landed_until(lake),
         pacs_signature=build_state.pacs_signature(lake),
@@ -388,38 +454,30 @@ def _state_for(lake: Path, plan: BuildPlan, pseudonym_key_id: str) -> build_stat
     )
 
 
-def _build_into(
-    building: Path,
-    lake: Path,
-    target_path: Path,
-    plan: BuildPlan,
-    *,
-    select: str | None,
-    docs: bool,
-    quiet: bool,
-    lock: BinaryIO,
-) -> list[dict]:
-    """``dbt build`` into the file ``building``; the node results, or DbtError naming the failures."""
-    arguments = ["build", "--vars", _build_vars(plan.include_patient_id)]
+def _build_into(building: Path, run: _BuildRun) -> list[dict]:
+    """``dbt build`` into ``building`` (a DuckDB file, or LAKE/spark); the node results, or DbtError naming failures."""
+    plan, select = run.plan, run.select
+    arguments = ["build", "--target", run.engine.dbt_target, "--vars", _build_vars(plan.include_patient_id)]
     if plan.full_refresh:
         arguments.append("--full-refresh")
     if select:
         arguments += ["--select", select]
     if plan.excluded:
         arguments += ["--exclude", *plan.excluded]
-    if not docs:
+    if not run.docs:
         # docs generate reuses the manifest; without docs nothing needs dbt's JSON artifacts
         arguments.append("--no-write-json")
     returncode, output = _run_dbt(
         arguments,
-        lake,
-        target_path,
+        run.lake,
+        run.target_path,
         warehouse=building,
-        quiet=quiet,
+        quiet=run.quiet,
         tests_changed_since=plan.tests_changed_since,
-        lock_fd=lock.fileno(),
+        lock_fd=run.lock.fileno(),
+        extra_env=run.engine.dbt_environment(plan.mode != "incremental"),
     )
-    results = _read_run_results(target_path)
+    results = _read_run_results(run.target_path)
     if returncode != 0:
         raise DbtError(_failure_message("build", results, output))
     return results
@@ -438,9 +496,11 @@ def _generate_docs(
     quiet: bool,
     lock: BinaryIO | None = None,
     include_patient_id: bool = False,
+    engine: engines.Engine | None = None,
 ) -> bool:
     """``dbt docs generate`` (the catalog) from ``warehouse``: the build file, before it is published."""
-    arguments = ["docs", "generate", "--vars", _build_vars(include_patient_id)]
+    target = (engine or engines.get(engines.DEFAULT_ENGINE)).dbt_target
+    arguments = ["docs", "generate", "--target", target, "--vars", _build_vars(include_patient_id)]
     if (target_path / "manifest.json").is_file():
         # Right after a build the manifest is fresh: only the catalog is missing, so skip re-compiling.
         arguments.append("--no-compile")

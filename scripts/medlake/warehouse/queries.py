@@ -5,6 +5,9 @@ The same logic lives as dbt analyses (``analyses/covid_without_pneumonia.sql``,
 with ``?`` placeholders and run against the warehouse opened read-only, so a query never
 needs dbt and never blocks another reader. ``tests/python/test_queries.py`` checks that both
 give the same answers.
+
+``engine='spark'`` answers from the marts a Spark build wrote (``medlake build --engine spark``):
+plain Parquet tables under ``LAKE/spark/warehouse``, read by DuckDB (:func:`medlake.warehouse.spark.open_marts`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medlake.errors import QueryError
+from medlake.errors import LakeError, QueryError
 from medlake.lake.layout import warehouse_path
 
 DATE_BASES = ("exam", "label")
@@ -303,20 +306,31 @@ def month_bounds(month: str) -> tuple[dt.date, dt.date]:
     return start, end
 
 
-def _fetch(lake: Path, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[list[str], list[tuple]]]:
+def _fetch(
+    lake: Path, statements: Sequence[tuple[str, Sequence[Any]]], engine: str = "duckdb"
+) -> list[tuple[list[str], list[tuple]]]:
     """Run each (sql, params) on the lake's warehouse, read-only; returns (column names, rows) per statement."""
     import duckdb
 
     warehouse = warehouse_path(Path(lake))
-    if not warehouse.is_file():
+    if engine == "spark":
+        from medlake.warehouse import spark
+
+        try:
+            connection = spark.open_marts(Path(lake))
+        except LakeError as exc:
+            raise QueryError(str(exc)) from exc
+        warehouse = spark.warehouse_dir(Path(lake))
+    elif not warehouse.is_file():
         raise QueryError(
             f"no warehouse at {warehouse}: land a delivery and build the marts first "
             f"(`medlake land --input DIR --lake {lake}` then `medlake build --lake {lake}`)"
         )
-    try:
-        connection = duckdb.connect(str(warehouse), read_only=True)
-    except duckdb.Error as exc:
-        raise QueryError(f"cannot open the warehouse {warehouse} read-only: {_first_line(exc)}") from exc
+    else:
+        try:
+            connection = duckdb.connect(str(warehouse), read_only=True)
+        except duckdb.Error as exc:
+            raise QueryError(f"cannot open the warehouse {warehouse} read-only: {_first_line(exc)}") from exc
     answers = []
     try:
         for sql, params in statements:
@@ -338,7 +352,9 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def covid_without_pneumonia(lake: Path, *, month: str, date_basis: str = "exam") -> CovidWithoutPneumonia:
+def covid_without_pneumonia(
+    lake: Path, *, month: str, date_basis: str = "exam", engine: str = "duckdb"
+) -> CovidWithoutPneumonia:
     """Exams with a positive Covid label and no positive Pneumonia label in ``month`` (YYYY-MM).
 
     ``date_basis='exam'`` filters on the exam's ``published_at`` month; ``'label'`` on the month a
@@ -354,7 +370,7 @@ def covid_without_pneumonia(lake: Path, *, month: str, date_basis: str = "exam")
         )
     else:
         bounds = (start, end)
-    [(_, rows)] = _fetch(lake, [(COVID_WITHOUT_PNEUMONIA_SQL[date_basis], bounds)])
+    [(_, rows)] = _fetch(lake, [(COVID_WITHOUT_PNEUMONIA_SQL[date_basis], bounds)], engine)
     return CovidWithoutPneumonia(
         count=len(rows),
         exam_ids=tuple(row[0] for row in rows),
@@ -388,7 +404,9 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def chest_many_labels(lake: Path, *, body_part: str = "Chest", min_labels: int = 6, limit: int = 20) -> ChestManyLabels:
+def chest_many_labels(
+    lake: Path, *, body_part: str = "Chest", min_labels: int = 6, limit: int = 20, engine: str = "duckdb"
+) -> ChestManyLabels:
     """Exams of canonical ``body_part`` (case-insensitive) with at least ``min_labels`` label assertions.
 
     Returns how many match and the first ``limit`` by exam_key with their labels and image
@@ -409,6 +427,7 @@ def chest_many_labels(lake: Path, *, body_part: str = "Chest", min_labels: int =
             (MANY_LABELS_COUNT_SQL, (body_part, min_labels)),
             (MANY_LABELS_SAMPLE_SQL, (body_part, min_labels, limit)),
         ],
+        engine,
     )
     sample = _sample_rows(columns, rows, {"pixel_rows": "rows", "pixel_columns": "columns"})
     return ChestManyLabels(
@@ -416,10 +435,10 @@ def chest_many_labels(lake: Path, *, body_part: str = "Chest", min_labels: int =
     )
 
 
-def exams_with_predictions(lake: Path, *, limit: int = 10) -> ExamsWithPredictions:
+def exams_with_predictions(lake: Path, *, limit: int = 10, engine: str = "duckdb") -> ExamsWithPredictions:
     """Exams whose image was classified: delivered positive labels next to the latest run's calls."""
     _check_positive("limit", limit)
     [(_, count_rows), (columns, rows)] = _fetch(
-        lake, [(WITH_PREDICTIONS_COUNT_SQL, ()), (WITH_PREDICTIONS_SAMPLE_SQL, (limit,))]
+        lake, [(WITH_PREDICTIONS_COUNT_SQL, ()), (WITH_PREDICTIONS_SAMPLE_SQL, (limit,))], engine
     )
     return ExamsWithPredictions(count=count_rows[0][0], sample=_sample_rows(columns, rows, {}), limit=limit)
