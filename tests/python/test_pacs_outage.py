@@ -24,21 +24,9 @@ IMAGES = 8
 
 
 def _write_inputs(directory: Path) -> list[str]:
-    directory.mkdir(parents=True)
-    uids = []
-    for index in range(IMAGES):
-        uid = synth.uid_for(33, f"outage:{index}:sop")
-        synth.write_chest_cr(
-            directory / f"cr-{index:03d}.dcm",
-            seed=33,
-            exam_id=index + 1,
-            sop_instance_uid=uid,
-            study_instance_uid=synth.uid_for(33, "outage:study"),
-            series_instance_uid=synth.uid_for(33, "outage:series"),
-            published=1_638_316_800.0,
-        )
-        uids.append(uid)
-    return uids
+    """IMAGES synthetic chest CRs in one study; returns their SOP Instance UIDs."""
+    synth.write_chest_cr_series(directory, IMAGES, seed=33, name="outage", images_per_study=IMAGES)
+    return [synth.uid_for(33, f"outage:{index}:sop") for index in range(IMAGES)]
 
 
 def test_orthanc_killed_mid_run_stops_fast_records_sr_status_truthfully_and_a_rerun_resumes(

@@ -160,21 +160,7 @@ def pydicom_study(path: Path) -> str:
 
 def _write_backlog(directory: Path, count: int) -> list[Path]:
     """``count`` synthetic chest CRs (PA, CHEST), each its own study and series."""
-    directory.mkdir(parents=True)
-    paths = []
-    for index in range(count):
-        path = directory / f"cr-{index:03d}.dcm"
-        synth.write_chest_cr(
-            path,
-            seed=21,
-            exam_id=index + 1,
-            sop_instance_uid=synth.uid_for(21, f"watch:{index}:sop"),
-            study_instance_uid=synth.uid_for(21, f"watch:{index}:study"),
-            series_instance_uid=synth.uid_for(21, f"watch:{index}:series"),
-            published=1_638_316_800.0,
-        )
-        paths.append(path)
-    return paths
+    return synth.write_chest_cr_series(directory, count, seed=21, name="watch")
 
 
 def test_watch_killed_mid_backlog_resumes_with_every_image_classified_exactly_once(

@@ -331,23 +331,9 @@ def _write_bench_dicoms(directory: Path, count: int) -> list[Path]:
     """Detector-sized synthetic chest CRs (2048x1664, 16-bit): decode cost like real ones."""
     from medlake.devtools import synth
 
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(count):
-        path = directory / f"bench-{index:04d}.dcm"
-        synth.write_chest_cr(
-            path,
-            seed=9,
-            exam_id=index + 1,
-            sop_instance_uid=synth.uid_for(9, f"bench:{index}:sop"),
-            study_instance_uid=synth.uid_for(9, f"bench:{index}:study"),
-            series_instance_uid=synth.uid_for(9, f"bench:{index}:series"),
-            published=1_638_316_800.0,
-            rows=BENCH_DICOM_ROWS,
-            columns=BENCH_DICOM_COLUMNS,
-        )
-        paths.append(path)
-    return paths
+    return synth.write_chest_cr_series(
+        directory, count, seed=9, name="bench", rows=BENCH_DICOM_ROWS, columns=BENCH_DICOM_COLUMNS
+    )
 
 
 def _bench_open_connection_queries(bench: BenchFigures, lake: Path) -> None:

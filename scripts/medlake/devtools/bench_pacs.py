@@ -21,24 +21,10 @@ SR_BUILD_SAMPLE = 20
 
 
 def write_images(directory: Path, count: int) -> list[Path]:
-    """``count`` synthetic chest CRs (320x256, PA, CHEST), one study, one series."""
+    """``count`` synthetic chest CRs (320x256, PA, CHEST), 20 to a study."""
     from medlake.devtools import synth
 
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(count):
-        path = directory / f"loop-{index:04d}.dcm"
-        synth.write_chest_cr(
-            path,
-            seed=11,
-            exam_id=index + 1,
-            sop_instance_uid=synth.uid_for(11, f"loop:{index}:sop"),
-            study_instance_uid=synth.uid_for(11, f"loop:{index // 20}:study"),
-            series_instance_uid=synth.uid_for(11, f"loop:{index // 20}:series"),
-            published=1_638_316_800.0,
-        )
-        paths.append(path)
-    return paths
+    return synth.write_chest_cr_series(directory, count, seed=11, name="loop", images_per_study=20)
 
 
 def _sr_build_rate(classifier, files: list[Path]) -> float:

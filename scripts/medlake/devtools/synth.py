@@ -57,7 +57,7 @@ from typing import Any
 import orjson
 
 from medlake.devtools.synth_block import _redeliveries, _write_block
-from medlake.devtools.synth_dicom import write_chest_cr
+from medlake.devtools.synth_dicom import write_chest_cr, write_chest_cr_series
 from medlake.devtools.synth_records import _BlockSpec, _BlockStats
 from medlake.devtools.synth_tables import (
     _CANONICAL_CLASS,
@@ -81,6 +81,7 @@ __all__ = [
     "generate_increment",
     "uid_for",
     "write_chest_cr",
+    "write_chest_cr_series",
 ]
 
 BLOCK_EXAMS = 1_000

@@ -6,7 +6,50 @@ import datetime as dt
 import hashlib
 from pathlib import Path
 
-from medlake.devtools.synth_tables import CR_IMAGE_STORAGE, EXPLICIT_VR_LITTLE_ENDIAN, IMPLEMENTATION_CLASS_UID
+from medlake.devtools.synth_tables import (
+    CR_IMAGE_STORAGE,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLEMENTATION_CLASS_UID,
+    uid_for,
+)
+
+# A fixed publication time (2021-12-01 UTC): synthetic series are the same bytes on every run.
+SERIES_PUBLISHED = 1_638_316_800.0
+
+
+def write_chest_cr_series(
+    directory: Path,
+    count: int,
+    *,
+    seed: int,
+    name: str,
+    images_per_study: int = 1,
+    rows: int = 320,
+    columns: int = 256,
+) -> list[Path]:
+    """``count`` synthetic chest CRs as ``directory/<name>-NNNN.dcm``, ``images_per_study`` to a study.
+
+    UIDs come from ``uid_for(seed, "<name>:<index>:sop")`` (studies and series from the study's
+    index), so callers can name the instances they expect without reading the files back.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        study = index // images_per_study
+        path = directory / f"{name}-{index:04d}.dcm"
+        write_chest_cr(
+            path,
+            seed=seed,
+            exam_id=index + 1,
+            sop_instance_uid=uid_for(seed, f"{name}:{index}:sop"),
+            study_instance_uid=uid_for(seed, f"{name}:{study}:study"),
+            series_instance_uid=uid_for(seed, f"{name}:{study}:series"),
+            published=SERIES_PUBLISHED,
+            rows=rows,
+            columns=columns,
+        )
+        paths.append(path)
+    return paths
 
 
 def write_chest_cr(
