@@ -106,7 +106,7 @@ def query_chest_many_labels(args: argparse.Namespace) -> int:
 
 def orthanc(args: argparse.Namespace) -> int:
     require_pacs("medlake orthanc")
-    from medlake.pacs import orthanc_cli
+    from medlake.pacs.orthanc import cli as orthanc_cli
 
     return orthanc_cli.cli_action(
         args.action,
@@ -127,7 +127,7 @@ def dataset(args: argparse.Namespace) -> int:
 
 
 def _pacs_options(args: argparse.Namespace) -> dict[str, Any]:
-    from medlake.pacs.eligibility import GatePolicy
+    from medlake.pacs.gate import GatePolicy
 
     return {
         "weights_dir": args.weights_dir,
@@ -157,14 +157,14 @@ def _pacs_exit(summary: Any, fmt: str) -> int:
 
 def pacs_run(args: argparse.Namespace) -> int:
     require_pacs("medlake pacs run")
-    from medlake.pacs import loop
+    from medlake.pacs.loop import run as loop
 
     return _pacs_exit(loop.run(args.input, args.lake, **_pacs_options(args)), args.format)
 
 
 def pacs_watch(args: argparse.Namespace) -> int:
     require_pacs("medlake pacs watch")
-    from medlake.pacs import watch
+    from medlake.pacs.loop import watch
 
     summary = watch.watch(
         args.lake,

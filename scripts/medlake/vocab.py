@@ -100,7 +100,7 @@ class ModelStatus(StrEnum):
 class SkipReason(StrEnum):
     """Why a PACS run did not classify an instance (``pacs_gate_decisions.reason_code``)."""
 
-    # the intended-use gate's rules (medlake.pacs.eligibility.RULES)
+    # the intended-use gate's rules (medlake.pacs.gate.RULES)
     NON_IMAGE = "non_image"
     MODALITY = "modality"
     FOR_PROCESSING = "for_processing"

@@ -54,7 +54,7 @@ def reference_sr_dir() -> Path:
 
 
 def _orthanc_binary_or_skip() -> str:
-    from medlake.pacs.orthanc_server import orthanc_binary
+    from medlake.pacs.orthanc.server import orthanc_binary
 
     binary = orthanc_binary()
     if binary is None:
@@ -74,7 +74,7 @@ def orthanc_binary() -> str:
 @pytest.fixture
 def orthanc_factory(tmp_path_factory):
     """Start fresh Orthanc servers (free port, tmp storage); every one is stopped at teardown."""
-    from medlake.pacs.orthanc_server import OrthancServer, find_free_port
+    from medlake.pacs.orthanc.server import OrthancServer, find_free_port
 
     binary = _orthanc_binary_or_skip()
     started = []
@@ -93,7 +93,7 @@ def orthanc_factory(tmp_path_factory):
 @pytest.fixture(scope="session")
 def orthanc_server(tmp_path_factory):
     """One real Orthanc for the session, on a free port with a tmp storage dir."""
-    from medlake.pacs.orthanc_server import OrthancServer, find_free_port
+    from medlake.pacs.orthanc.server import OrthancServer, find_free_port
 
     binary = _orthanc_binary_or_skip()
     server = OrthancServer(port=find_free_port(), storage=tmp_path_factory.mktemp("orthanc_session"), binary=binary)
@@ -126,7 +126,7 @@ def dicom_push():
     from pydicom import dcmread
     from pydicom.uid import ImplicitVRLittleEndian
 
-    from medlake.pacs.dicom_reception import LOCAL_SENDER_AET, ORTHANC_AET
+    from medlake.pacs.orthanc.reception import LOCAL_SENDER_AET, ORTHANC_AET
 
     def push(server, paths, *, calling=LOCAL_SENDER_AET, host="127.0.0.1", called=ORTHANC_AET):
         datasets = []

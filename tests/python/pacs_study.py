@@ -195,7 +195,7 @@ def push_over_dicom(server, paths: list[Path]) -> None:
     """C-STORE every file to the server's DICOM port as the default local sender (pynetdicom)."""
     import pynetdicom
 
-    from medlake.pacs.dicom_reception import LOCAL_SENDER_AET, ORTHANC_AET
+    from medlake.pacs.orthanc.reception import LOCAL_SENDER_AET, ORTHANC_AET
 
     datasets = [pydicom.dcmread(path) for path in paths]
     sender = pynetdicom.AE(ae_title=LOCAL_SENDER_AET)

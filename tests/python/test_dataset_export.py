@@ -29,7 +29,7 @@ from medlake.dataset.splits import split_of
 from medlake.devtools import synth
 from medlake.errors import DatasetError
 from medlake.lake import landing, objects, pseudonyms
-from medlake.pacs.sr_validation import dciodvfy_path
+from medlake.pacs.sr.validation import dciodvfy_path
 from medlake.warehouse import dbt_runner
 
 pytestmark = pytest.mark.slow
@@ -365,7 +365,7 @@ def test_lake_dataset_batch_goes_through_a_random_init_densenet(first_export):
 @pytest.mark.orthanc
 @pytest.mark.torch
 def test_images_only_in_the_pacs_are_fetched_from_orthanc_and_deidentified(orthanc_factory, orthanc_env, tmp_path):
-    from medlake.pacs import loop as pacs
+    from medlake.pacs.loop import run as pacs
 
     delivery, lake = tmp_path / "delivery", tmp_path / "lake"
     synth.generate(delivery, exams=40, seed=3, dicom_exams=3, progress=False)

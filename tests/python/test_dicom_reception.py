@@ -18,7 +18,8 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from medlake.pacs.dicom_reception import (
+from medlake.pacs.orthanc.identity import same_instance
+from medlake.pacs.orthanc.reception import (
     LOCAL_SENDER_AET,
     ORTHANC_AET,
     Modality,
@@ -28,8 +29,7 @@ from medlake.pacs.dicom_reception import (
     read_modalities_file,
     reception_config,
 )
-from medlake.pacs.instance_identity import same_instance
-from medlake.pacs.orthanc_server import OrthancServer, find_free_port
+from medlake.pacs.orthanc.server import OrthancServer, find_free_port
 
 pynetdicom = pytest.importorskip("pynetdicom", reason="pynetdicom (dev extra) pushes DICOMs in these tests")
 
@@ -229,8 +229,8 @@ def test_unlisted_ae_title_wrong_called_aet_or_foreign_address_is_refused(receiv
 def test_pacs_run_recognises_an_instance_orthanc_received_over_dicom(
     receiving_orthanc, orthanc_env, shared_dicom_dir, tmp_path, c_store
 ):
-    from medlake.pacs import loop as pacs
-    from medlake.pacs.orthanc_client import ALREADY_STORED, SUCCESS
+    from medlake.pacs.loop import run as pacs
+    from medlake.pacs.orthanc.client import ALREADY_STORED, SUCCESS
 
     source = shared_dicom_dir / SIIM
     assert c_store(receiving_orthanc, source, calling=LOCAL_SENDER_AET) == SUCCESS_STATUS

@@ -9,7 +9,7 @@ import pydicom
 import pytest
 
 from medlake.errors import WeightsMismatchError, WeightsNotFoundError
-from medlake.pacs import inference, weights
+from medlake.pacs.model import inference, weights
 
 pytestmark = pytest.mark.torch
 

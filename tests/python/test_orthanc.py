@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from medlake.errors import OrthancError
-from medlake.pacs.orthanc_cli import cli_action
-from medlake.pacs.orthanc_client import ALREADY_STORED, FAILED, SUCCESS, OrthancClient, OrthancSettings
-from medlake.pacs.orthanc_server import STATUS_DOWN_EXIT, OrthancServer, find_free_port
+from medlake.pacs.orthanc.cli import cli_action
+from medlake.pacs.orthanc.client import ALREADY_STORED, FAILED, SUCCESS, OrthancClient, OrthancSettings
+from medlake.pacs.orthanc.server import STATUS_DOWN_EXIT, OrthancServer, find_free_port
 
 SIIM = "chest/torchxrayvision__1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm"
 FAKE_MONO1 = "edge_cases/torchxrayvision__Fake_MONOHR1.dcm"

@@ -11,10 +11,11 @@ import pytest
 
 from medlake import cli
 from medlake.lake import layout as lake
-from medlake.pacs import loop as pacs
-from medlake.pacs import sr_builder, weights
-from medlake.pacs.orthanc_client import ALREADY_STORED, SKIPPED, SUCCESS
-from medlake.pacs.orthanc_server import OrthancServer, find_free_port
+from medlake.pacs.loop import run as pacs
+from medlake.pacs.model import weights
+from medlake.pacs.orthanc.client import ALREADY_STORED, SKIPPED, SUCCESS
+from medlake.pacs.orthanc.server import OrthancServer, find_free_port
+from medlake.pacs.sr import builder as sr_builder
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.torch, pytest.mark.shared]
 

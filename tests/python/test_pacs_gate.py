@@ -7,8 +7,8 @@ import csv
 import pydicom
 import pytest
 
-from medlake.pacs import eligibility
-from medlake.pacs.eligibility import GateFlag, GatePolicy, SkipReason
+from medlake.pacs import gate
+from medlake.pacs.gate import GateFlag, GatePolicy, SkipReason
 from medlake.settings import dbt_project_dir
 
 pytestmark = [pytest.mark.shared]
@@ -25,21 +25,21 @@ def chest_pa(shared_dicom_dir):
 
 
 def test_the_real_chest_files_are_accepted_and_absent_tags_flagged(shared_dicom_dir, chest_pa):
-    assert eligibility.evaluate(chest_pa).accepted and eligibility.evaluate(chest_pa).flags == ()
-    nccid = eligibility.evaluate(pydicom.dcmread(shared_dicom_dir / NCCID, stop_before_pixels=True))
+    assert gate.evaluate(chest_pa).accepted and gate.evaluate(chest_pa).flags == ()
+    nccid = gate.evaluate(pydicom.dcmread(shared_dicom_dir / NCCID, stop_before_pixels=True))
     assert nccid.accepted and nccid.flags == (GateFlag.BODY_PART_ABSENT, GateFlag.VIEW_ABSENT)
 
 
 def test_the_dog_dx_is_skipped_as_non_human(shared_dicom_dir):
     dog = pydicom.dcmread(shared_dicom_dir / DOG_DX, stop_before_pixels=True)
     # THORAX maps to Chest and there is no ViewPosition: only its veterinary description gives it away.
-    assert eligibility.lake_taxonomy().canonical(dog.BodyPartExamined) == "Chest" and "ViewPosition" not in dog
-    verdict = eligibility.evaluate(dog)
+    assert gate.lake_taxonomy().canonical(dog.BodyPartExamined) == "Chest" and "ViewPosition" not in dog
+    verdict = gate.evaluate(dog)
     assert (verdict.reason, verdict.accepted) == (SkipReason.NON_HUMAN, False)
     assert "CANINE" in verdict.detail
     dog.AcquisitionDeviceProcessingDescription, dog.InstitutionName = "THORAX", ""
     dog.PatientSpeciesDescription = "Canis lupus familiaris"
-    assert eligibility.evaluate(dog).reason == SkipReason.NON_HUMAN
+    assert gate.evaluate(dog).reason == SkipReason.NON_HUMAN
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_the_dog_dx_is_skipped_as_non_human(shared_dicom_dir):
 def test_each_rule_skips_with_its_reason(chest_pa, changes, reason):
     for keyword, value in changes.items():
         setattr(chest_pa, keyword, value)
-    verdict = eligibility.evaluate(chest_pa)
+    verdict = gate.evaluate(chest_pa)
     assert (verdict.accepted, verdict.reason) == (False, reason), verdict.detail
     assert verdict.detail
 
@@ -75,25 +75,25 @@ def test_each_rule_skips_with_its_reason(chest_pa, changes, reason):
 @pytest.mark.parametrize("spelling", ["CHEST", "THORAX", "TORAX", "TÓRAX", " chest ", "Tórax"])
 def test_body_part_goes_through_the_lakes_seed(chest_pa, spelling):
     chest_pa.BodyPartExamined = spelling
-    assert eligibility.evaluate(chest_pa).accepted
+    assert gate.evaluate(chest_pa).accepted
 
 
 def test_the_gate_reads_the_dbt_seed_itself():
     with open(dbt_project_dir() / "seeds" / "body_part_taxonomy.csv", encoding="utf-8") as handle:
         seed = {row["spelling"]: row["body_part"] for row in csv.DictReader(handle)}
-    assert eligibility.lake_taxonomy().mapping == seed
+    assert gate.lake_taxonomy().mapping == seed
     assert {spelling for spelling, part in seed.items() if part == "Chest"} >= {"chest", "thorax", "torax", "tórax"}
 
 
 def test_flags_widen_and_narrow_the_gate(chest_pa):
     chest_pa.ViewPosition = "LL"
-    widened = eligibility.evaluate(chest_pa, GatePolicy(allow_lateral=True))
+    widened = gate.evaluate(chest_pa, GatePolicy(allow_lateral=True))
     assert widened.accepted and widened.flags == (GateFlag.LATERAL_ALLOWED,)
     del chest_pa.ViewPosition
     del chest_pa.BodyPartExamined
-    assert eligibility.evaluate(chest_pa).accepted
-    assert eligibility.evaluate(chest_pa, GatePolicy(require_body_part=True)).reason == SkipReason.BODY_PART_MISSING
-    assert eligibility.evaluate(chest_pa, GatePolicy(require_view=True)).reason == SkipReason.VIEW_MISSING
+    assert gate.evaluate(chest_pa).accepted
+    assert gate.evaluate(chest_pa, GatePolicy(require_body_part=True)).reason == SkipReason.BODY_PART_MISSING
+    assert gate.evaluate(chest_pa, GatePolicy(require_view=True)).reason == SkipReason.VIEW_MISSING
     assert GatePolicy(allow_lateral=True).to_dict()["allowed_views"] == ["AP", "LAT", "LATERAL", "LL", "PA", "RL"]
 
 
@@ -108,6 +108,6 @@ def test_orthanc_simplified_tags_are_read_like_a_dataset():
         "ViewPosition": "AP",
         "PatientSpeciesCodeSequence": [{"CodeValue": "337915000", "CodeMeaning": "Homo sapiens"}],
     }
-    assert eligibility.evaluate(tags).accepted
+    assert gate.evaluate(tags).accepted
     tags["PatientSpeciesCodeSequence"] = [{"CodeValue": "448771007", "CodeMeaning": "Canis lupus familiaris"}]
-    assert eligibility.evaluate(tags).reason == SkipReason.NON_HUMAN
+    assert gate.evaluate(tags).reason == SkipReason.NON_HUMAN

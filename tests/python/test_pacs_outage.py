@@ -14,8 +14,8 @@ import pytest
 
 from medlake.devtools import synth
 from medlake.lake import layout as lake
-from medlake.pacs import loop
-from medlake.pacs.orthanc_server import OrthancServer, find_free_port
+from medlake.pacs.loop import run as loop
+from medlake.pacs.orthanc.server import OrthancServer, find_free_port
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.torch, pytest.mark.slow]
 

@@ -16,8 +16,8 @@ import pytest
 from medlake import cli
 from medlake.devtools import synth
 from medlake.lake import layout as lake
-from medlake.pacs import watch as pacs_watch
-from medlake.pacs.orthanc_server import OrthancServer, find_free_port
+from medlake.pacs.loop import watch as pacs_watch
+from medlake.pacs.orthanc.server import OrthancServer, find_free_port
 from pacs_study import mixed_study, push_over_dicom, series_count, upload, wait_until_stable
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.torch, pytest.mark.shared, pytest.mark.slow]

@@ -12,10 +12,11 @@ import pytest
 
 from medlake import __version__ as medlake_version
 from medlake.errors import DicomError
-from medlake.pacs import sr_builder, sr_codes
-from medlake.pacs.inference import read_dataset
-from medlake.pacs.sr_numbering import SrInstanceNumbers, orthanc_series_lookup
-from medlake.pacs.weights import ModelIdentity
+from medlake.pacs.model.inference import read_dataset
+from medlake.pacs.model.weights import ModelIdentity
+from medlake.pacs.sr import builder as sr_builder
+from medlake.pacs.sr import codes as sr_codes
+from medlake.pacs.sr.numbering import SrInstanceNumbers, orthanc_series_lookup
 
 pytestmark = pytest.mark.shared
 
@@ -90,7 +91,7 @@ def shared_files(shared_dicom_dir: Path) -> list[Path]:
 
 def test_pathology_labels_match_torchxrayvision():
     pytest.importorskip("torchxrayvision")
-    from medlake.pacs import inference
+    from medlake.pacs.model import inference
 
     assert inference.pathologies() == PATHOLOGIES
     assert set(sr_builder.FINDING_CONCEPTS) == set(PATHOLOGIES)

@@ -146,7 +146,7 @@ class ImageExporter:
         from medlake.extras import require_pacs
 
         require_pacs("fetching an image from Orthanc")  # a lake-only install reports it per image
-        from medlake.pacs.orthanc_client import OrthancClient
+        from medlake.pacs.orthanc.client import OrthancClient
 
         if self._pacs is None:
             self._pacs = OrthancClient()

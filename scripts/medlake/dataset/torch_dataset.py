@@ -96,8 +96,8 @@ def read_image(path: Path) -> np.ndarray:
     """One exported image as a 2-D float32 array in [-1024, 1024], as TorchXRayVision reads it."""
     if path.suffix == ".dcm":
         # medlake's reader: xrv.utils.read_xray_dcm, with the fixes for files without File Meta,
-        # MONOCHROME1 and pixels above their declared bit depth (see medlake.pacs.inference).
-        from medlake.pacs.inference import load_xray
+        # MONOCHROME1 and pixels above their declared bit depth (see medlake.pacs.model.inference).
+        from medlake.pacs.model.inference import load_xray
 
         image, _warnings = load_xray(path)
         return image

@@ -390,7 +390,7 @@ def _bench_dicom(bench: BenchFigures, workdir: Path) -> None:
 
 
 def _bench_inference(bench: BenchFigures, workdir: Path) -> None:
-    from medlake.pacs import inference, weights
+    from medlake.pacs.model import inference, weights
 
     files = sorted((workdir / "dicom_images").glob("*.dcm"))[:INFERENCE_BENCH_IMAGES]
     classifier = inference.Classifier(weights.resolve(None, allow_untrained=True))
@@ -412,7 +412,7 @@ def _bench_inference(bench: BenchFigures, workdir: Path) -> None:
 
 
 def _bench_orthanc(bench: BenchFigures, workdir: Path) -> None:
-    from medlake.pacs.orthanc_server import OrthancServer, find_free_port
+    from medlake.pacs.orthanc.server import OrthancServer, find_free_port
 
     files = sorted((workdir / "dicom_images").glob("*.dcm"))[:ORTHANC_BENCH_FILES]
     workers_n = 4

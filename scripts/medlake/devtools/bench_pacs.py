@@ -30,9 +30,9 @@ def write_images(directory: Path, count: int) -> list[Path]:
 def _sr_build_rate(classifier, files: list[Path]) -> float:
     import datetime as dt
 
-    from medlake.pacs import sr_builder
-    from medlake.pacs.reporting import findings_for
-    from medlake.pacs.sources import read_source_header
+    from medlake.pacs.loop.reporting import findings_for
+    from medlake.pacs.loop.sources import read_source_header
+    from medlake.pacs.sr import builder as sr_builder
 
     headers = [read_source_header(path) for path in files[:SR_BUILD_SAMPLE]]
     findings = findings_for(classifier, [0.25] * len(classifier.pathologies))
@@ -45,8 +45,9 @@ def _sr_build_rate(classifier, files: list[Path]) -> float:
 
 
 def run(figures: dict, notes: list[str], workdir: Path) -> None:
-    from medlake.pacs import inference, loop, weights
-    from medlake.pacs.orthanc_server import OrthancServer, find_free_port
+    from medlake.pacs.loop import run as loop
+    from medlake.pacs.model import inference, weights
+    from medlake.pacs.orthanc.server import OrthancServer, find_free_port
 
     files = write_images(workdir / "pacs_loop_images", PACS_LOOP_IMAGES)
     classifier = inference.Classifier(weights.resolve(None, allow_untrained=True))

@@ -54,8 +54,8 @@ def run(workdir: Path, *, exams: int, seed: int, skip_pacs: bool) -> int:
 
 
 def _pacs_loop(workdir: Path, delivery: Path, lake: Path) -> int:
-    from medlake.pacs import loop as pacs
-    from medlake.pacs.orthanc_server import OrthancServer, find_free_port
+    from medlake.pacs.loop import run as pacs
+    from medlake.pacs.orthanc.server import OrthancServer, find_free_port
     from medlake.warehouse import dbt_runner, queries
 
     with ExitStack() as stack:

@@ -8,7 +8,7 @@ is involved. The generated configuration keeps it local and closed:
 * ``AuthenticationEnabled: true`` with one user: a random password generated per storage on
   its first start (``credentials.json``, 0600), or ``ORTHANC_USERNAME``/``ORTHANC_PASSWORD``;
 * the DICOM server is off unless ``--dicom-port`` is given, and then accepts associations only
-  from the listed modalities (AE title + IP; :mod:`medlake.pacs.dicom_reception`);
+  from the listed modalities (AE title + IP; :mod:`medlake.pacs.orthanc.reception`);
 * no plugins; no WebDAV; existing instances are never overwritten (a re-upload is
   ``AlreadyStored``).
 
@@ -34,10 +34,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from medlake.errors import OrthancError
-from medlake.pacs import orthanc_credentials
-from medlake.pacs.dicom_reception import ORTHANC_AET, Modality, allow_list, reception_config
-from medlake.pacs.orthanc_client import OrthancClient, OrthancSettings
-from medlake.pacs.orthanc_credentials import PRIVATE_FILE_MODE, Credentials, make_private_dir
+from medlake.pacs.orthanc import credentials as orthanc_credentials
+from medlake.pacs.orthanc.client import OrthancClient, OrthancSettings
+from medlake.pacs.orthanc.credentials import PRIVATE_FILE_MODE, Credentials, make_private_dir
+from medlake.pacs.orthanc.reception import ORTHANC_AET, Modality, allow_list, reception_config
 
 DEFAULT_STORAGE = orthanc_credentials.DEFAULT_STORAGE
 ORTHANC_UMASK = 0o077  # storage, index and log readable by the medlake user only

@@ -1,21 +1,21 @@
 """``medlake pacs run``: DICOMs -> Orthanc -> intended-use gate -> TorchXRayVision -> SR -> the lake.
 
-Stage functions over one :class:`~medlake.pacs.run_state.RunState`:
+Stage functions over one :class:`~medlake.pacs.loop.state.RunState`:
 
-0. :func:`open_run`: fail fast (weights: official digest or --allow-untrained-weights; Orthanc
-   reachable with the configured credentials; the lake writable), then load the model (shared
-   with ``pacs watch``);
+0. :func:`~medlake.pacs.loop.session.open_run` (shared with ``pacs watch``): fail fast (weights:
+   official digest or --allow-untrained-weights; Orthanc reachable with the configured
+   credentials; the lake writable), then load the model;
 1. :func:`scan_stage`: every file under INPUT, hashed and header-read by the hardened reader;
    a symlink out of INPUT, a non-DICOM or torn file is reported, never fatal, never read;
 2. :func:`upload_stage`: every DICOM to Orthanc (``POST /instances``, concurrent, retried, behind
    the circuit breaker); ``AlreadyStored`` is fine;
-3. :func:`gate_stage`: the intended-use gate (:mod:`medlake.pacs.eligibility`) on each header;
+3. :func:`gate_stage`: the intended-use gate (:mod:`medlake.pacs.gate`) on each header;
    one instance per SOP Instance UID, and only a file whose bytes Orthanc holds (a different
    file reusing a stored UID would get an SR about pixels the PACS lacks); skips land with
    their reason;
-4. :func:`medlake.pacs.reporting.Reporter.report`: already-reported instances skipped, then
+4. :func:`medlake.pacs.loop.reporting.Reporter.report`: already-reported instances skipped, then
    classify, build SRs in processes, store each as it is built, land predictions in batches;
-5. :func:`finish_run`: the ``model_runs`` row and the summary.
+5. :func:`~medlake.pacs.loop.session.finish_run`: the ``model_runs`` row and the summary.
 
 Every output made with untrained weights says so (JSON ``warning``, ``weights_trained=false``,
 the SR's algorithm name and series description).
@@ -28,90 +28,29 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medlake.errors import DicomError, FileRefused
-from medlake.lake import layout as lake_io
 from medlake.lake.files import DeliveryRoot
-from medlake.pacs import eligibility, weights
-from medlake.pacs.eligibility import Decision, GatePolicy, GateResult, SkipReason
-from medlake.pacs.instance_identity import StoredCopies
-from medlake.pacs.lake_rows import image_upload_row, model_run_row
-from medlake.pacs.lake_sink import LakeSink
-from medlake.pacs.orthanc_client import (
+from medlake.pacs import gate
+from medlake.pacs.gate import Decision, GatePolicy, GateResult, SkipReason
+from medlake.pacs.loop.reporting import Reporter
+from medlake.pacs.loop.rows import image_upload_row, skip_candidate_rows
+from medlake.pacs.loop.session import finish_run, open_run
+from medlake.pacs.loop.sources import SourceFile, scan_inputs
+from medlake.pacs.loop.state import Candidate, FileOutcome, OrthancRef, RunOptions, RunState, utc_now
+from medlake.pacs.loop.summary import PacsRunSummary
+from medlake.pacs.orthanc.client import (
     ALREADY_STORED,
     DEFAULT_BREAKER_THRESHOLD,
     SKIPPED,
-    CircuitBreaker,
-    OrthancClient,
-    OrthancSettings,
     UploadOutcome,
 )
-from medlake.pacs.reporting import Reporter, skip_candidate_rows
-from medlake.pacs.run_state import Candidate, FileOutcome, OrthancRef, RunOptions, RunState, new_run_id, utc_now
-from medlake.pacs.sources import SourceFile, scan_inputs
-from medlake.pacs.summary import PacsRunSummary
-from medlake.vocab import ModelStatus, RunKind, RunStatus
+from medlake.pacs.orthanc.identity import StoredCopies
+from medlake.vocab import ModelStatus, RunKind
 
 # Back-compatible names for the model statuses.
 CLASSIFIED = ModelStatus.CLASSIFIED
 CLASSIFY_FAILED = ModelStatus.FAILED
 NOT_CLASSIFIED = ModelStatus.NOT_CLASSIFIED
 SKIPPED_BY_GATE = ModelStatus.SKIPPED
-
-
-def open_run(
-    kind: RunKind,
-    lake: Path,
-    *,
-    results_dir: Path,
-    options: RunOptions,
-    policy: GatePolicy,
-    weights_dir: Path | None,
-    allow_untrained: bool,
-    classifier=None,
-    breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD,
-) -> RunState:
-    """Stage 0: weights, Orthanc, lake, model. Raises MedlakeError subclasses before anything is written."""
-    from medlake.pacs import inference
-
-    clock = time.perf_counter()
-    started_at = utc_now()
-    choice = (
-        classifier.choice if classifier is not None else weights.resolve(weights_dir, allow_untrained=allow_untrained)
-    )
-    client = OrthancClient(
-        OrthancSettings.from_env(),
-        max_connections=max(4, options.workers),
-        breaker=CircuitBreaker(breaker_threshold),
-        retries=2,
-    )
-    try:
-        client.system()
-        lake_io.init_lake(lake)
-        eligibility.lake_taxonomy()  # the seed must be readable before anything is uploaded
-        mark = time.perf_counter()
-        classifier = classifier or inference.Classifier(choice)
-        model_load_s = time.perf_counter() - mark
-    except BaseException:
-        client.close()
-        raise
-    run_id = new_run_id(started_at)
-    state = RunState(
-        kind=kind,
-        lake=Path(lake),
-        results_dir=Path(results_dir),
-        options=options,
-        policy=policy,
-        client=client,
-        choice=choice,
-        classifier=classifier,
-        sink=LakeSink(Path(lake), run_id, started_at.date()),
-        started_at=started_at,
-        clock=clock,
-        run_id=run_id,
-    )
-    state.sink.load_predicted(classifier.identity.weights_sha256)
-    state.timings["startup_s"] = mark - clock
-    state.timings["model_load_s"] = model_load_s
-    return state
 
 
 def scan_stage(state: RunState, input_dir: Path) -> tuple[DeliveryRoot, list[SourceFile]]:
@@ -169,7 +108,7 @@ def _loop_verdict(
     state: RunState, source: SourceFile, upload: UploadOutcome, seen: dict, stored_copies: StoredCopies
 ) -> GateResult:
     """The gate, then the loop's own rules: one file per SOP Instance UID, only bytes Orthanc holds."""
-    verdict = eligibility.evaluate(source.header, state.policy)
+    verdict = gate.evaluate(source.header, state.policy)
     if not verdict.accepted:
         return verdict
     sop_uid = str(source.uid("SOPInstanceUID"))
@@ -223,21 +162,10 @@ def gate_stage(state: RunState, sources: Sequence[SourceFile], uploads: dict[str
     return candidates
 
 
-_GATE_REASONS = frozenset(rule.reason for rule in eligibility.RULES) | {
+_GATE_REASONS = frozenset(rule.reason for rule in gate.RULES) | {
     SkipReason.BODY_PART_MISSING,
     SkipReason.VIEW_MISSING,
 }
-
-
-def finish_run(state: RunState, *, source: str, extra: dict | None = None) -> PacsRunSummary:
-    """The model_runs row (its final version) and the summary."""
-    state.timings["total_s"] = time.perf_counter() - state.clock
-    if state.client.breaker.is_open and not state.stop_reason:
-        state.stop_reason = state.client.breaker.message  # it opened while the last SRs were stored
-    if state.status == RunStatus.RUNNING:
-        state.status = RunStatus.ORTHANC_UNREACHABLE if state.stop_reason else RunStatus.FINISHED
-    state.sink.write({"model_runs": [model_run_row(state)]})
-    return PacsRunSummary.from_state(state, source=source, extra=extra)
 
 
 def run(

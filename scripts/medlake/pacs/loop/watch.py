@@ -35,15 +35,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from medlake.errors import DicomError, LakeError, OrthancError
-from medlake.pacs import eligibility, sr_builder
-from medlake.pacs.eligibility import GatePolicy, GateResult, SkipReason
-from medlake.pacs.lake_rows import model_run_row
-from medlake.pacs.loop import finish_run, open_run
-from medlake.pacs.orthanc_client import DEFAULT_BREAKER_THRESHOLD, OrthancNotFound, OrthancUnreachable
-from medlake.pacs.reporting import Reporter, skip_candidate_rows
-from medlake.pacs.run_state import Candidate, FileOutcome, OrthancRef, RunOptions, RunState
-from medlake.pacs.sources import hash_file, read_source_header
-from medlake.pacs.summary import PacsRunSummary
+from medlake.pacs import gate
+from medlake.pacs.gate import GatePolicy, GateResult, SkipReason
+from medlake.pacs.loop.reporting import Reporter
+from medlake.pacs.loop.rows import model_run_row, skip_candidate_rows
+from medlake.pacs.loop.session import finish_run, open_run
+from medlake.pacs.loop.sources import hash_file, read_source_header
+from medlake.pacs.loop.state import Candidate, FileOutcome, OrthancRef, RunOptions, RunState
+from medlake.pacs.loop.summary import PacsRunSummary
+from medlake.pacs.orthanc.client import DEFAULT_BREAKER_THRESHOLD, OrthancNotFound, OrthancUnreachable
+from medlake.pacs.sr import builder as sr_builder
 from medlake.vocab import ModelStatus, RunKind, RunStatus
 
 CURSOR_DIR = Path("state") / "pacs_watch"
@@ -181,7 +182,7 @@ def process_page(state: RunState, reporter: Reporter, changes: list[dict], spool
         if tags is None or _is_ours(tags):  # deleted since the change was announced, or our own SR
             continue  # our own SR coming back through the feed: already recorded when stored
         label = f"orthanc:{instance_id}"
-        verdict = eligibility.evaluate(tags, state.policy)
+        verdict = gate.evaluate(tags, state.policy)
         state.record(
             FileOutcome(
                 file=label,

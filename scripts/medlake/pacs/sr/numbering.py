@@ -21,9 +21,9 @@ import httpx
 from pydicom.dataset import Dataset
 
 from medlake.errors import OrthancError
-from medlake.pacs.orthanc_client import OrthancClient
-from medlake.pacs.sr_builder import sr_instance_uid, sr_series_uid
-from medlake.pacs.weights import ModelIdentity
+from medlake.pacs.model.weights import ModelIdentity
+from medlake.pacs.orthanc.client import OrthancClient
+from medlake.pacs.sr.builder import sr_instance_uid, sr_series_uid
 
 SeriesLookup = Callable[[str], Mapping[str, int]]
 

@@ -31,15 +31,15 @@ from pydicom.dataset import Dataset
 
 from medlake.errors import DicomError, OrthancError
 from medlake.lake import pseudonyms
-from medlake.pacs import sr_builder
-from medlake.pacs.eligibility import Decision, GateResult, SkipReason
-from medlake.pacs.inference import CALIBRATED_THRESHOLD, ImagePrediction, iter_classify
-from medlake.pacs.lake_sink import gate_row
-from medlake.pacs.orthanc_client import FAILED, UploadOutcome
-from medlake.pacs.run_state import Candidate, RunState, utc_now
-from medlake.pacs.sr_numbering import SrInstanceNumbers
-from medlake.pacs.weights import ModelIdentity
-from medlake.vocab import ModelStatus, SrStatus
+from medlake.pacs.gate import GateResult, SkipReason
+from medlake.pacs.loop import rows as lake_rows
+from medlake.pacs.loop.state import Candidate, RunState, utc_now
+from medlake.pacs.model.inference import CALIBRATED_THRESHOLD, ImagePrediction, iter_classify
+from medlake.pacs.model.weights import ModelIdentity
+from medlake.pacs.orthanc.client import FAILED, UploadOutcome
+from medlake.pacs.sr import builder as sr_builder
+from medlake.pacs.sr.numbering import SrInstanceNumbers
+from medlake.vocab import ModelStatus
 
 UNTRAINED_WARNING = (
     "UNTRAINED: these scores come from a randomly initialised DenseNet-121 (torch.manual_seed(0)), not the official "
@@ -48,8 +48,6 @@ UNTRAINED_WARNING = (
 TRAINED_WARNING = (
     "Research model output (TorchXRayVision densenet121-res224-all): not a diagnosis, not for clinical use."
 )
-SR_STORED = SrStatus.STORED
-SR_NOT_STORED = SrStatus.NOT_STORED
 
 
 def _build_job(
@@ -72,7 +70,7 @@ def _init_worker() -> None:
     # Ctrl-C reaches the whole process group: the parent finishes its page and stops the pool itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import medlake.pacs.sr_builder  # noqa: F401 - imported at worker start, not inside the first SR timed
+    import medlake.pacs.sr.builder  # noqa: F401 - imported at worker start, not inside the first SR timed
 
 
 def findings_for(classifier, scores: Sequence[float]) -> list[sr_builder.Finding]:
@@ -182,7 +180,7 @@ class Reporter:
             else:
                 to_classify.append(candidate)
             gate_rows.append(
-                gate_row(
+                lake_rows.gate_row(
                     state.run_id,
                     source=candidate.label,
                     file_name=candidate.file_name,
@@ -260,8 +258,6 @@ class Reporter:
     def land(self, items: Sequence[Reported]) -> None:
         if not items:
             return
-        from medlake.pacs import lake_rows
-
         state = self.state
         mark = time.perf_counter()
         predictions, uploads = [], []
@@ -295,8 +291,6 @@ class Reporter:
         )
 
     def _write_result_json(self, item: Reported) -> None:
-        from medlake.pacs import lake_rows
-
         state = self.state
         if self.pseudonym_key is None:
             self.pseudonym_key = pseudonyms.pseudonym_key(state.lake)  # results name patients by pseudonym only
@@ -390,15 +384,3 @@ class _Flow:
             self.pump(block=True)
         self.reporter.land(self.done)
         self.done = []
-
-
-def skip_candidate_rows(
-    state: RunState, sources: Sequence[tuple[str, str | None, Dataset | None, str | None, GateResult]]
-):
-    """Gate rows for instances skipped before the back half (label, file name, header, orthanc id, verdict)."""
-    now = utc_now()
-    return [
-        gate_row(state.run_id, source=label, file_name=name, header=header, orthanc_id=orthanc_id, gate=verdict, at=now)
-        for label, name, header, orthanc_id, verdict in sources
-        if verdict.decision == Decision.SKIPPED
-    ]

@@ -2,7 +2,7 @@
 
 The URL comes from ``ORTHANC_URL`` (default ``http://127.0.0.1:8042``); the credentials from
 ``ORTHANC_USERNAME``/``ORTHANC_PASSWORD`` or else the random password ``medlake orthanc start``
-generated for its storage (:mod:`medlake.pacs.orthanc_credentials`); there is no default password.
+generated for its storage (:mod:`medlake.pacs.orthanc.credentials`); there is no default password.
 Uploads retry connection-level failures (refused, reset, timed out) with exponential backoff; an
 HTTP error answer from Orthanc (e.g. 400 "Bad file format") is final and reported with Orthanc's
 own explanation.
@@ -27,15 +27,17 @@ import httpx
 from pyorthanc import Orthanc
 
 from medlake.errors import OrthancError
-from medlake.pacs import orthanc_credentials
-from medlake.pacs.orthanc_credentials import PASSWORD_ENV, STORAGE_ENV
+from medlake.pacs.orthanc import credentials as orthanc_credentials
+from medlake.pacs.orthanc.credentials import PASSWORD_ENV, STORAGE_ENV
+from medlake.vocab import UploadStatus
 
 DEFAULT_URL = "http://127.0.0.1:8042"
 
-SUCCESS = "Success"
-ALREADY_STORED = "AlreadyStored"
-FAILED = "Failed"
-SKIPPED = "Skipped"
+# Orthanc's own words for a store (plus medlake's Skipped): the one vocabulary in medlake.vocab.
+SUCCESS = UploadStatus.SUCCESS
+ALREADY_STORED = UploadStatus.ALREADY_STORED
+FAILED = UploadStatus.FAILED
+SKIPPED = UploadStatus.SKIPPED
 STORED_STATUSES = frozenset({SUCCESS, ALREADY_STORED})
 
 

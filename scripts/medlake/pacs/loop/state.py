@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 
-from medlake.pacs.eligibility import GatePolicy, GateResult
+from medlake.pacs.gate import GatePolicy, GateResult
 from medlake.vocab import RunKind, RunStatus, SkipReason
 
 if TYPE_CHECKING:
-    from medlake.pacs.inference import Classifier
-    from medlake.pacs.lake_sink import LakeSink
-    from medlake.pacs.orthanc_client import OrthancClient
-    from medlake.pacs.weights import WeightsChoice
+    from medlake.pacs.loop.sink import LakeSink
+    from medlake.pacs.model.inference import Classifier
+    from medlake.pacs.model.weights import WeightsChoice
+    from medlake.pacs.orthanc.client import OrthancClient
 
 
 @dataclass(frozen=True)

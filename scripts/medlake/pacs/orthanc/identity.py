@@ -21,7 +21,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from medlake.pacs.orthanc_client import OrthancClient
+from medlake.pacs.orthanc.client import OrthancClient
 
 _FILE_META_GROUP = 0x0002
 

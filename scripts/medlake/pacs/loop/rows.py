@@ -1,18 +1,25 @@
-"""The rows and documents a PACS run writes: raw predictions, uploads, model runs, results JSON."""
+"""Every row and document a PACS run lands: predictions, uploads, gate decisions, model runs, results JSON.
+
+One module, so the raw tables' columns and their vocabularies (:mod:`medlake.vocab`) are written in one place.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from medlake import __version__
 from medlake.lake import pseudonyms
-from medlake.pacs.orthanc_client import FAILED, SKIPPED, UploadOutcome
-from medlake.pacs.run_state import RunState, utc_now
-from medlake.vocab import ModelStatus
+from medlake.pacs.gate import Decision, GateResult
+from medlake.pacs.loop.state import RunState, utc_now
+from medlake.pacs.orthanc.client import UploadOutcome
+from medlake.vocab import ModelStatus, SrStatus, UploadKind, UploadStatus
 
 if TYPE_CHECKING:
-    from medlake.pacs.reporting import Reported
-    from medlake.pacs.sources import SourceFile
+    from pydicom.dataset import Dataset
+
+    from medlake.pacs.loop.reporting import Reported
+    from medlake.pacs.loop.sources import SourceFile
 
 
 def _patient_id(header) -> str:
@@ -21,8 +28,6 @@ def _patient_id(header) -> str:
 
 def prediction_rows(state: RunState, item: Reported) -> list[dict]:
     """Image x pathology rows for a newly classified image (none for SRs rebuilt from the lake)."""
-    from medlake.pacs.reporting import SR_NOT_STORED, SR_STORED
-
     if item.from_lake or item.prediction is None or not item.prediction.ok:
         return []
     candidate, identity = item.candidate, state.identity
@@ -47,7 +52,7 @@ def prediction_rows(state: RunState, item: Reported) -> list[dict]:
             "weights_trained": identity.weights_trained,
             "sr_sop_instance_uid": item.built.sop_instance_uid if item.built else None,
             "predicted_at": predicted_at,
-            "sr_status": SR_STORED if item.sr_stored else SR_NOT_STORED,
+            "sr_status": SrStatus.STORED if item.sr_stored else SrStatus.NOT_STORED,
             "gate_flags": candidate.gate.flags_text,
         }
         for finding in item.findings
@@ -61,7 +66,7 @@ def sr_upload_rows(state: RunState, item: Reported) -> list[dict]:
     return [
         {
             "run_id": state.run_id,
-            "kind": "sr",
+            "kind": UploadKind.SR,
             "source_file": item.candidate.label,
             "file_name": item.candidate.file_name,
             "source_file_sha256": None,
@@ -73,7 +78,7 @@ def sr_upload_rows(state: RunState, item: Reported) -> list[dict]:
             "orthanc_series_id": outcome.series_id if outcome else None,
             "orthanc_study_id": outcome.study_id if outcome else None,
             "orthanc_patient_id": outcome.patient_id if outcome else None,
-            "status": outcome.status if outcome else FAILED,
+            "status": outcome.status if outcome else UploadStatus.FAILED,
             "error": outcome.error if outcome else "not uploaded",
             "referenced_sop_instance_uid": sr.referenced_sop_instance_uid,
             "uploaded_at": utc_now(),
@@ -84,7 +89,7 @@ def sr_upload_rows(state: RunState, item: Reported) -> list[dict]:
 def image_upload_row(state: RunState, source: SourceFile, outcome: UploadOutcome | None, uploaded_at) -> dict:
     return {
         "run_id": state.run_id,
-        "kind": "image",
+        "kind": UploadKind.IMAGE,
         "source_file": source.relative,
         "file_name": source.file_name,
         "source_file_sha256": source.sha256,
@@ -96,7 +101,7 @@ def image_upload_row(state: RunState, source: SourceFile, outcome: UploadOutcome
         "orthanc_series_id": outcome.series_id if outcome else None,
         "orthanc_study_id": outcome.study_id if outcome else None,
         "orthanc_patient_id": outcome.patient_id if outcome else None,
-        "status": outcome.status if outcome else SKIPPED,
+        "status": outcome.status if outcome else UploadStatus.SKIPPED,
         "error": outcome.error if outcome else source.reason,
         "referenced_sop_instance_uid": None,
         "uploaded_at": uploaded_at,
@@ -193,3 +198,49 @@ def result_json(state: RunState, item: Reported, warning: str, pseudonym_key: by
             },
         },
     }
+
+
+def gate_row(run_id: str, *, source: str, file_name: str | None, header, orthanc_id: str | None, gate, at) -> dict:
+    """A ``pacs_gate_decisions`` row from a header (pydicom Dataset or Orthanc simplified tags)."""
+
+    def text(keyword: str) -> str | None:
+        value = header.get(keyword) if header is not None else None
+        if value is None:
+            return None
+        value = getattr(value, "value", value) if not isinstance(value, str) else value
+        text_value = "\\".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+        return text_value.strip("\x00 ") or None
+
+    frames = text("NumberOfFrames")
+    return {
+        "run_id": run_id,
+        "source": source,
+        "file_name": file_name,
+        "sop_instance_uid": text("SOPInstanceUID"),
+        "study_instance_uid": text("StudyInstanceUID"),
+        "series_instance_uid": text("SeriesInstanceUID"),
+        "sop_class_uid": text("SOPClassUID"),
+        "orthanc_instance_id": orthanc_id,
+        "modality": text("Modality"),
+        "body_part_examined": text("BodyPartExamined"),
+        "view_position": text("ViewPosition"),
+        "photometric_interpretation": text("PhotometricInterpretation"),
+        "number_of_frames": int(frames) if frames and frames.isdigit() else None,
+        "decision": str(gate.decision),
+        "reason_code": None if gate.reason is None else str(gate.reason),
+        "reason_detail": gate.detail,
+        "gate_flags": gate.flags_text,
+        "decided_at": at,
+    }
+
+
+def skip_candidate_rows(
+    state: RunState, sources: Sequence[tuple[str, str | None, Dataset | None, str | None, GateResult]]
+):
+    """Gate rows for instances skipped before the back half (label, file name, header, orthanc id, verdict)."""
+    now = utc_now()
+    return [
+        gate_row(state.run_id, source=label, file_name=name, header=header, orthanc_id=orthanc_id, gate=verdict, at=now)
+        for label, name, header, orthanc_id, verdict in sources
+        if verdict.decision == Decision.SKIPPED
+    ]

@@ -23,7 +23,7 @@ present-but-empty. When and by whom (IHE AI Results):
   Device UID, weights digest as serial number, purpose Processing Equipment DCM 109102,
   contribution date/time = ``run_at``), beside the source's acquisition equipment and highdicom;
 * Series Description says "not for diagnostic use" (and starts with UNTRAINED when it is);
-* InstanceNumber is given by the caller (:mod:`medlake.pacs.sr_numbering` counts within the SR
+* InstanceNumber is given by the caller (:mod:`medlake.pacs.sr.numbering` counts within the SR
   series); every LO value is designed to fit 64 characters, never cut.
 
 Determinism: Series and SOP Instance UIDs are ``2.25.<128 bits of sha256>`` of the source
@@ -50,7 +50,8 @@ from pydicom.valuerep import validate_value
 
 from medlake import __version__
 from medlake.errors import DicomError
-from medlake.pacs.sr_codes import (
+from medlake.pacs.model.weights import ModelIdentity
+from medlake.pacs.sr.codes import (
     ABSENT,
     FINDING_CONCEPTS,
     FINDING_SITES,
@@ -64,8 +65,7 @@ from medlake.pacs.sr_codes import (
     WEIGHTS_STATUS,
     weights_status,
 )
-from medlake.pacs.sr_validation import ValidationReport, validate
-from medlake.pacs.weights import ModelIdentity
+from medlake.pacs.sr.validation import ValidationReport, validate
 
 __all__ = [  # the vocabulary is re-exported: callers and tests use it from here
     "ABSENT",
@@ -282,7 +282,7 @@ def build_sr(
     """Build and encode the SR for one image. Raises :class:`DicomError` with the reason on failure.
 
     ``run_at`` is when the model ran (timezone-aware; stored in UTC); ``instance_number`` the SR's
-    number within its series (:class:`medlake.pacs.sr_numbering.SrInstanceNumbers`). A pure
+    number within its series (:class:`medlake.pacs.sr.numbering.SrInstanceNumbers`). A pure
     function of its arguments (picklable in, bytes out): safe to run in worker processes.
     """
     try:

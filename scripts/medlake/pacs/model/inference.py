@@ -36,7 +36,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medlake.errors import WeightsNotFoundError
-from medlake.pacs.weights import UNTRAINED_SEED, WEIGHTS_KEY, ModelIdentity, WeightsChoice
+from medlake.pacs.model.weights import UNTRAINED_SEED, WEIGHTS_KEY, ModelIdentity, WeightsChoice
 
 INPUT_SIZE = 224
 # The model's outputs are calibrated with op_norm: each pathology's operating point maps to 0.5.

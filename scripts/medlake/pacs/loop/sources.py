@@ -52,7 +52,7 @@ def hash_file(path: Path) -> tuple[str, str]:
 def read_source_header(source: Path, *, root: DeliveryRoot | None = None, relative: str | None = None) -> Dataset:
     """The hardened header read, as a pydicom Dataset with File Meta (raises DicomError / FileRefused)."""
     from medlake.lake.dicom_headers import read_dicom
-    from medlake.pacs.inference import ensure_file_meta
+    from medlake.pacs.model.inference import ensure_file_meta
 
     try:
         if root is not None and relative is not None:

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medlake.errors import OrthancError
-from medlake.pacs import orthanc_credentials
-from medlake.pacs.dicom_reception import ORTHANC_AET, allow_list
-from medlake.pacs.orthanc_client import OrthancSettings
-from medlake.pacs.orthanc_server import PID_FILE, STATUS_DOWN_EXIT, OrthancServer
+from medlake.pacs.orthanc import credentials as orthanc_credentials
+from medlake.pacs.orthanc.client import OrthancSettings
+from medlake.pacs.orthanc.reception import ORTHANC_AET, allow_list
+from medlake.pacs.orthanc.server import PID_FILE, STATUS_DOWN_EXIT, OrthancServer
 
 
 def recorded_port(storage: Path | None) -> int | None:

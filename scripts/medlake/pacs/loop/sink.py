@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -86,41 +86,3 @@ class LakeSink:
         for row in rows:
             first.setdefault(row["pathology"], row)
         return list(first.values())
-
-
-def gate_row(run_id: str, *, source: str, file_name: str | None, header, orthanc_id: str | None, gate, at) -> dict:
-    """A ``pacs_gate_decisions`` row from a header (pydicom Dataset or Orthanc simplified tags)."""
-
-    def text(keyword: str) -> str | None:
-        value = header.get(keyword) if header is not None else None
-        if value is None:
-            return None
-        value = getattr(value, "value", value) if not isinstance(value, str) else value
-        text_value = "\\".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
-        return text_value.strip("\x00 ") or None
-
-    frames = text("NumberOfFrames")
-    return {
-        "run_id": run_id,
-        "source": source,
-        "file_name": file_name,
-        "sop_instance_uid": text("SOPInstanceUID"),
-        "study_instance_uid": text("StudyInstanceUID"),
-        "series_instance_uid": text("SeriesInstanceUID"),
-        "sop_class_uid": text("SOPClassUID"),
-        "orthanc_instance_id": orthanc_id,
-        "modality": text("Modality"),
-        "body_part_examined": text("BodyPartExamined"),
-        "view_position": text("ViewPosition"),
-        "photometric_interpretation": text("PhotometricInterpretation"),
-        "number_of_frames": int(frames) if frames and frames.isdigit() else None,
-        "decision": str(gate.decision),
-        "reason_code": None if gate.reason is None else str(gate.reason),
-        "reason_detail": gate.detail,
-        "gate_flags": gate.flags_text,
-        "decided_at": at,
-    }
-
-
-def count_rows(rows: Iterable[dict], key: str, value: str) -> int:
-    return sum(1 for row in rows if row.get(key) == value)

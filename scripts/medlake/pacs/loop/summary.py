@@ -6,8 +6,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from medlake.pacs.orthanc_client import ALREADY_STORED, FAILED, SKIPPED, SUCCESS
-from medlake.pacs.run_state import FileOutcome, RunState
+from medlake.pacs.loop.state import FileOutcome, RunState
+from medlake.pacs.orthanc.client import ALREADY_STORED, FAILED, SKIPPED, SUCCESS
 from medlake.vocab import ModelStatus, RunStatus
 
 
