@@ -158,11 +158,11 @@ def test_a_build_whose_dbt_is_killed_says_it_was_killed_and_what_to_set(lake_cop
         dbt_child = None
         while time.monotonic() < deadline and build.poll() is None:
             children = _children(build.pid)
-            if children and log.exists() and " START " in log.read_text(errors="replace")[size_before:]:
+            if children and log.exists() and " START sql " in log.read_text(errors="replace")[size_before:]:
                 dbt_child = children[0]
                 break
             time.sleep(0.05)
-        assert dbt_child is not None, f"dbt never started running nodes: {build.poll()}"
+        assert dbt_child is not None, f"dbt never started building a model: {build.poll()}"
         os.kill(dbt_child, signal.SIGKILL)
         _, stderr = build.communicate(timeout=60)
     finally:

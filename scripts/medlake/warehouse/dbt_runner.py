@@ -67,7 +67,9 @@ FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 OUT_OF_MEMORY = "Out of Memory Error"  # DuckDB's error when it can neither allocate nor spill
 # dbt's log line as a node starts: "89 of 122 START sql table model marts.fct_medical_reports ..."
-NODE_START_LINE = re.compile(r"(\d+) of (\d+) START (?:sql \w+ model|seed file|test|unit_test|snapshot) ([\w.:]+)")
+NODE_START_LINE = re.compile(
+    r"(\d+) of (\d+) START (?:sql \w+ model|seed file|test|unit_test|snapshot|hook:) ([\w.:-]+)"
+)
 
 
 @dataclass(frozen=True)
