@@ -33,7 +33,12 @@ def synth(args: argparse.Namespace) -> int:
     from medlake.devtools import synth as synthetic
 
     summary = synthetic.generate(
-        args.out, exams=args.exams, seed=args.seed, dicom_exams=args.dicom_exams, progress=_progress(args)
+        args.out,
+        exams=args.exams,
+        seed=args.seed,
+        dicom_exams=args.dicom_exams,
+        progress=_progress(args),
+        records_per_file=args.records_per_file or 0,
     )
     emit(summary, args.format)
     return 0
