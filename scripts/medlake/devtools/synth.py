@@ -14,9 +14,10 @@ The main process creates the blocks' files in block order (one writer per direct
 faster than two). Memory stays flat as ``exams`` grows: a few blocks are in flight at a time.
 
 Exam files hold 1-4 exams (mean 2, so a million exams are about 500 k exam files, like real
-deliveries), or with ``records_per_file=N`` up to N (at most a block's :data:`BLOCK_EXAMS`: arrays,
-and JSON lines for a share of them), as hospital bulk exports come: 10 M exams take ~39 GB of disk blocks as 5 M small files and
-~11 GB as 20 k files of 1,000. The ids are 1..N in record order, re-delivery slots reuse an earlier id. The
+deliveries), or with ``records_per_file=N`` up to N (at most a block's :data:`BLOCK_EXAMS`; arrays,
+and JSON lines for a share of them), as hospital bulk exports come: 10 M exams take ~39 GB of disk
+blocks as 5 M small files and ~11 GB as 20 k files of 1,000. The ids are 1..N in record order,
+re-delivery slots reuse an earlier id. The
 first K exams (``dicom_exams``) get a chest body_part and a DICOM named after the SOP
 Instance UID their ``image_path`` ends with (``gs://medlake-synth/chest/<uid>.dcm``).
 
