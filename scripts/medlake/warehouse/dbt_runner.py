@@ -35,8 +35,8 @@ from typing import BinaryIO
 
 from medlake.errors import DbtError
 from medlake.file_modes import restrict_umask
+from medlake.lake import disk_space, pseudonyms
 from medlake.lake import layout as lake_layout
-from medlake.lake import pseudonyms
 from medlake.settings import dbt_project_dir
 from medlake.warehouse import (
     build_state,
@@ -453,7 +453,9 @@ class _BuildRun:
 
 def _build_on_duckdb(run: _BuildRun) -> tuple[list[dict], bool, float]:
     """Build into a copy of the warehouse file, then publish it: (results, docs generated, copy seconds)."""
-    building, copy_s = warehouse_swap.prepare(run.lake, copy_live=not run.plan.full_refresh)
+    copy_live = not run.plan.full_refresh
+    disk_space.check_build(run.lake, lake_layout.warehouse_path(run.lake), copy_live=copy_live)  # before any write
+    building, copy_s = warehouse_swap.prepare(run.lake, copy_live=copy_live)
     if not run.quiet and building.is_file():
         size_mb = building.stat().st_size / 1e6
         print(
