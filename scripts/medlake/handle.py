@@ -125,9 +125,10 @@ def _to_pandas(table: pyarrow.Table) -> pandas.DataFrame:
     try:
         return table.to_pandas()
     except ImportError:
-        raise QueryError("pandas is not installed: use lake.sql(query, output='arrow'), or pip install pandas") from None
+        message = "pandas is not installed: use lake.sql(query, output='arrow'), or pip install pandas"
+        raise QueryError(message) from None
 
 
-def open(path: str | os.PathLike[str]) -> Lake:  # noqa: A001 - the public name, like open() for a file
+def open(path: str | os.PathLike[str]) -> Lake:  # the public name, like open() for a file
     """A read-only :class:`Lake` on ``path`` (a folder ``medlake land`` and ``medlake build`` wrote)."""
     return Lake(path)

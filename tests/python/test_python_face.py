@@ -27,7 +27,7 @@ def test_the_handle_is_read_only_and_errors_are_one_line(built_sample_lake, tmp_
     lake_dir = tmp_path / "lake"
     shutil.copytree(built_sample_lake, lake_dir)
     lake = medlake.open(lake_dir)
-    with pytest.raises(QueryError, match="query failed: .*read-only"):
+    with pytest.raises(QueryError, match=r"query failed: .*read-only"):
         lake.sql("delete from marts.fct_exams")
     with pytest.raises(QueryError, match="no mart 'nope'"):
         lake.table("nope")
