@@ -18,19 +18,18 @@ import threading
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from medlake.devtools import synth
 from medlake.errors import DbtError
 from medlake.lake import landing, pseudonyms
 from medlake.lake import layout as lake_layout
-from medlake.warehouse import dbt_runner, duckdb_memory, sql_text
+from medlake.warehouse import dbt_runner, duckdb_memory
+from test_build_safety import MARTS, mart_differences
 
 EXAMS = 20_000
 SPILLING_CAP = "90MB"  # the marts of 20 k exams need more; DuckDB spills to finish
 IMPOSSIBLE_CAP = "10MB"
-MARTS = ("fct_exams", "bridge_exam_labels", "dim_labels", "dim_images", "fct_medical_reports", "fct_data_quality")
 SCRIPTS_DIR = Path(dbt_runner.__file__).resolve().parents[2]
 
 
@@ -51,21 +50,6 @@ def lake_copy(landed_lake, tmp_path) -> Path:
     shutil.copytree(landed_lake, lake)
     yield lake
     shutil.rmtree(dbt_runner.target_path_for(lake), ignore_errors=True)
-
-
-def mart_differences(warehouse_a: Path, warehouse_b: Path) -> dict[str, tuple[int, int]]:
-    differences = {}
-    with duckdb.connect() as connection:
-        connection.execute(f"attach {sql_text.string_literal(warehouse_a)} as a (read_only)")
-        connection.execute(f"attach {sql_text.string_literal(warehouse_b)} as b (read_only)")
-        for mart in MARTS:
-            differences[mart] = tuple(
-                connection.execute(
-                    f"select count(*) from (select * from {x}.marts.{mart} except all select * from {y}.marts.{mart})"
-                ).fetchone()[0]
-                for x, y in (("a", "b"), ("b", "a"))
-            )
-    return differences
 
 
 class SpillWatcher(threading.Thread):
