@@ -220,7 +220,10 @@ def bench(args: argparse.Namespace) -> int:
         skip_dbt=args.skip_dbt,
         skip_spark=args.skip_spark,
         records_per_file=args.records_per_file or 0,
+        partial_output=args.output.with_suffix(".partial.json") if args.output else None,
     )
+    if args.output:
+        args.output.with_suffix(".partial.json").unlink(missing_ok=True)
     smaller = args.growth_from or _smaller_run(args.output, args.exams)
     if smaller is not None and smaller.is_file():
         benchmarks.add_growth(figures, json.loads(smaller.read_text()), str(smaller))

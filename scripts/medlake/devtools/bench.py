@@ -67,6 +67,11 @@ class BenchFigures:
     def to_dict(self) -> dict:
         return {"machine": self.machine, **self.figures, "notes": self.notes}
 
+    def checkpoint(self, path: Path | None) -> None:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**self.to_dict(), "partial": True}, indent=2) + "\n")
+
     def render(self) -> str:
         lines = [
             f"machine: {self.machine['cpu_count']} cores, {self.machine['memory_gb']} GB RAM, "
@@ -175,7 +180,10 @@ def run(
     skip_dbt: bool,
     skip_spark: bool = False,
     records_per_file: int = 0,
+    partial_output: Path | None = None,
 ) -> BenchFigures:
+    """Every figure; with ``partial_output``, the figures so far are written there after each stage
+    (a long run cut short still leaves what it measured, marked partial)."""
     from medlake.devtools import synth
 
     workdir = workdir.resolve()
@@ -199,9 +207,12 @@ def run(
     os.sync()
 
     _bench_landing(bench, delivery, lake, workdir, input_bytes)
+    bench.checkpoint(partial_output)
     if not skip_dbt:
         _bench_dbt_and_queries(bench, lake, workdir, exams, skip_spark=skip_spark, records_per_file=records_per_file)
+        bench.checkpoint(partial_output)
         _bench_dataset_export(bench, lake, workdir)
+        bench.checkpoint(partial_output)
     _bench_dicom(bench, workdir)
     if not skip_torch:
         _bench_inference(bench, workdir)
