@@ -239,3 +239,14 @@ def test_records_per_file_writes_bulk_export_files_that_land_as_the_summary_says
     assert sum(land_summary.quarantined.values()) == summary.quarantine_rows_expected
     with pytest.raises(SynthError, match="records per file"):
         synth.generate(tmp_path / "too_big", exams=10, seed=1, progress=False, records_per_file=synth.BLOCK_EXAMS + 1)
+
+
+def test_bulk_files_are_landed_in_chunks_of_bounded_bytes_not_of_files(tmp_path, monkeypatch):
+    """Files of 500 records: a chunk holds a bounded number of bytes, so a worker never gets 1 M records."""
+    out = tmp_path / "bulk"
+    summary = synth.generate(out, exams=3_000, seed=3, dicom_exams=0, progress=False, workers=1, records_per_file=500)
+    monkeypatch.setattr(landing, "JSON_CHUNK_BYTES", 100_000)  # ~one 500-record file (~250 kB) per chunk
+    result = landing.land(out, tmp_path / "lake", workers=2, progress=False)
+    assert result.batches >= summary.exam_files + summary.report_files - 3  # empty/whitespace files land no batch
+    assert result.workers == 2
+    assert read_raw(tmp_path / "lake", "exams").num_rows == summary.exam_records

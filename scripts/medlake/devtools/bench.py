@@ -206,7 +206,7 @@ def run(
     # Flush synth's dirty pages first: otherwise the first reader pays for the kernel's writeback.
     os.sync()
 
-    _bench_landing(bench, delivery, lake, workdir, input_bytes)
+    _bench_landing(bench, delivery, lake, workdir, input_bytes, records_per_file=records_per_file)
     bench.checkpoint(partial_output)
     if not skip_dbt:
         _bench_dbt_and_queries(bench, lake, workdir, exams, skip_spark=skip_spark, records_per_file=records_per_file)
@@ -226,7 +226,9 @@ def run(
     return bench
 
 
-def _bench_landing(bench: BenchFigures, delivery: Path, lake: Path, workdir: Path, input_bytes: int) -> None:
+def _bench_landing(
+    bench: BenchFigures, delivery: Path, lake: Path, workdir: Path, input_bytes: int, *, records_per_file: int = 0
+) -> None:
     figures = bench.figures
     floor = bench_baselines.read_floor(delivery)
     figures["read_floor_s"] = round(floor.seconds, 3)
@@ -245,7 +247,10 @@ def _bench_landing(bench: BenchFigures, delivery: Path, lake: Path, workdir: Pat
     figures["land_peak_rss_mb"] = round(peak_mb)
 
     exam_files = bench_baselines.list_json_files(delivery)
-    sample = exam_files[:BASELINE_MAX_FILES]
+    # the same ~40 k exams whatever the file size (20 k files of 1-4, or 40 files of 1,000)
+    sample = exam_files[
+        : max(1, BASELINE_MAX_FILES * 2 // records_per_file) if records_per_file else BASELINE_MAX_FILES
+    ]
     pandas = bench_baselines.pandas_landing(sample, workdir / "baseline" / "pandas_exams.parquet")
     figures["baseline_files"] = len(sample)
     figures["pandas_records_per_s"] = round(pandas.records / pandas.seconds)

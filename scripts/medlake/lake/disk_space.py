@@ -53,7 +53,8 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(_existing(path)).free
 
 
-def _sampled_bytes(root: Path, relpaths: list[str]) -> int:
+def estimated_bytes(root: Path, relpaths: list[str]) -> int:
+    """The files' total size, from the mean of up to SIZE_SAMPLE_FILES evenly spaced ones."""
     if not relpaths:
         return 0
     step = max(1, len(relpaths) // SIZE_SAMPLE_FILES)
@@ -99,9 +100,9 @@ def check_landing(input_dir: Path, lake: Path, files_by_entity: dict[str, list[s
         subdir = Path(input_dir)
         if entity == image_entity:
             if not same_device:
-                image_bytes += _sampled_bytes(subdir, relpaths)
+                image_bytes += estimated_bytes(subdir, relpaths)
         else:
-            json_bytes += _sampled_bytes(subdir, relpaths)
+            json_bytes += estimated_bytes(subdir, relpaths)
     require(lake, int(json_bytes * PARQUET_PER_JSON) + image_bytes, f"landing {input_dir}")
 
 

@@ -64,6 +64,9 @@ ENTITY_DIRS: dict[str, str] = {"exam": EXAM, "medical_report": REPORT, "images":
 # enough that a chunk's column lists stay well under a few hundred MB. DICOM headers cost
 # ~1 ms each, so image chunks are smaller to keep both cores busy on image-heavy input.
 JSON_CHUNK_FILES = 10_000
+# ... and at most about this many bytes of JSON (~20 k records): bulk exports of 1,000 records per
+# file would otherwise put a million records in one chunk (3.2 GB of RSS per worker at 1 M exams).
+JSON_CHUNK_BYTES = 16 * 2**20
 IMAGE_CHUNK_FILES = 2_000
 # Below this many files, starting worker processes costs more than it saves.
 MIN_FILES_FOR_WORKERS = 4_000
@@ -113,11 +116,14 @@ class LandingResult:
     workers: int
 
 
-def _chunks(files_by_entity: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+def _chunks(files_by_entity: dict[str, list[str]], root: Path | None = None) -> list[tuple[str, list[str]]]:
     """Split each entity's sorted file list into chunks: same input, same chunks, same batch ids."""
     chunks: list[tuple[str, list[str]]] = []
     for entity, relpaths in files_by_entity.items():
         size = IMAGE_CHUNK_FILES if entity == IMAGE else JSON_CHUNK_FILES
+        if entity != IMAGE and root is not None and relpaths:
+            mean_bytes = disk_space.estimated_bytes(root, relpaths) / len(relpaths)
+            size = max(1, min(size, int(JSON_CHUNK_BYTES // max(mean_bytes, 1))))
         chunks.extend((entity, relpaths[start : start + size]) for start in range(0, len(relpaths), size))
     return chunks
 
@@ -128,7 +134,8 @@ def _run_chunks(
     from tqdm import tqdm
 
     total = sum(len(relpaths) for _, relpaths in chunks)
-    if workers <= 1 or len(chunks) <= 1 or total < MIN_FILES_FOR_WORKERS:
+    # few files can still be many records (bulk exports): then there are many chunks
+    if workers <= 1 or len(chunks) <= 1 or (total < MIN_FILES_FOR_WORKERS and len(chunks) < 2 * workers):
         _init_worker(context)
         try:
             with tqdm(total=total, unit="file", desc="land", disable=not progress, mininterval=0.5) as bar:
@@ -201,14 +208,14 @@ def land_tasks(
             ingested_at=dt.datetime.now(dt.UTC),
             known_files=known_files,
         )
-        chunks = _chunks(files_by_entity)
+        chunks = _chunks(files_by_entity, input_dir)
         for result in _run_chunks(chunks, context, workers, progress):
             for name, counter in totals.items():
                 counter.update(getattr(result, name))
             batches += result.batch_id is not None
             parts += result.parts_written
     total_files = sum(len(relpaths) for relpaths in files_by_entity.values())
-    parallel = len(chunks) > 1 and total_files >= MIN_FILES_FOR_WORKERS
+    parallel = len(chunks) > 1 and (total_files >= MIN_FILES_FOR_WORKERS or len(chunks) >= 2 * workers)
     return LandingResult(
         delivery_date=delivery_date,
         batches=batches,
