@@ -1,5 +1,5 @@
 {#
-    One row per exam: its winning delivery, label counts from bridge_exam_labels, whether a
+    One row per exam: its winning delivery, label counts from int_exam_label_summary, whether a
     report pairs with it, data-quality flags.
 
     Incremental, per exam (delete+insert on exam_key). An exam changes when a record of it lands
@@ -37,9 +37,9 @@ landed_exams as (
 
 ),
 
-labels as (
+label_summaries as (
 
-    select * from {{ ref('bridge_exam_labels') }}
+    select * from {{ ref('int_exam_label_summary') }}
 
 ),
 
@@ -117,44 +117,12 @@ exams as (
 
 {% endif %}
 
-exam_labels as (
+label_summary as (
 
-    select * from labels
+    select * from label_summaries
     {% if is_incremental() -%}
         where exam_key in (select touched_exams.exam_key from touched_exams)
     {%- endif %}
-
-),
-
-label_summary as (
-
-    select
-        exam_key,
-        count(*) as label_count,
-        sum(case when is_positive then 1 else 0 end) as positive_label_count,
-        sum(case when is_label_mapped then 0 else 1 end) as unmapped_label_count,
-        sum(case when is_invalid_value then 1 else 0 end) as invalid_label_value_count
-    from exam_labels
-    group by exam_key
-
-),
-
--- the same canonical label asserted both true and false on one exam
-contradictions as (
-
-    select
-        exam_key,
-        count(*) as contradictory_label_count
-    from (
-        select
-            exam_key,
-            label
-        from exam_labels
-        where is_positive is not null
-        group by exam_key, label
-        having {{ is_asserted_both_ways('is_positive') }}
-    ) as contradictory_labels
-    group by exam_key
 
 ),
 
@@ -203,7 +171,7 @@ final as (
         exams.is_missing_published_at,
         coalesce(label_summary.unmapped_label_count, 0) > 0 as has_unmapped_labels,
         coalesce(label_summary.invalid_label_value_count, 0) > 0 as has_invalid_label_values,
-        coalesce(contradictions.contradictory_label_count, 0) > 0 as has_contradictory_labels,
+        coalesce(label_summary.contradictory_label_count, 0) > 0 as has_contradictory_labels,
         -- labels that were in the delivery but are not objects went to quarantine
         exams.label_entry_count > coalesce(label_summary.label_count, 0) as has_quarantined_labels,
         exams.extra_fields_json,
@@ -222,8 +190,6 @@ final as (
     from exams
     left join label_summary
         on exams.exam_key = label_summary.exam_key
-    left join contradictions
-        on exams.exam_key = contradictions.exam_key
     left join report_summary
         on exams.exam_key = report_summary.exam_key
 
