@@ -80,9 +80,9 @@ label_assertions as (
     select * from {{ ref('int_exam_label_assertions') }}
     where
         is_contradictory
-        {% if is_incremental() -%}
-            and exam_key in (select exams.exam_key from exams)
-        {%- endif %}
+    {% if is_incremental() %}
+        and exam_key in (select exams.exam_key from exams)
+    {% endif %}
 
 ),
 
