@@ -2,10 +2,10 @@
     One row per exam: its winning delivery, label counts from int_exam_label_summary, whether a
     report pairs with it, data-quality flags.
 
-    Incremental, per exam (delete+insert on exam_key). An exam changes when a record of it lands
-    (new winner, labels, delivery_count) or when the pairing at one of its records' file slots
-    (file name + position) changes: a report or another exam record landed there. `last_ingested_at`
-    (latest landing of the exam or of a report paired with it) is the watermark.
+    Incremental, per exam (delete+insert on exam_key): the exams int_exam_changes lists (a record
+    of theirs landed, or a report or another exam record landed at one of their file slots) are
+    recomputed. `last_ingested_at` (latest landing of the exam or of a report paired with it) is
+    the watermark.
 #}
 
 {{ config(
@@ -16,24 +16,13 @@
     meta={'watermark_column': 'last_ingested_at'},
 ) }}
 
--- depends_on: {{ ref('int_exam_records_ranked') }} (read only by incremental builds)
-
-{%- set landed_after = incremental_watermark() %}
+-- depends_on: {{ ref('int_exam_changes') }} (read only by incremental builds)
 
 with
 
 reports as (
 
     select * from {{ ref('fct_medical_reports') }}
-
-),
-
--- an exam with a record landed since: int_exam_records_ranked just rewrote all its rows, so this
--- filter reads only the table's last row groups (min/max pruning), not every exam
-landed_exams as (
-
-    select * from {{ ref('int_exams_deduplicated') }}
-    where exam_last_ingested_at > {{ landed_after }}
 
 ),
 
@@ -45,83 +34,29 @@ label_summaries as (
 
 {% if is_incremental() %}
 
-    exam_records as (
+    exam_changes as (
 
-        select * from {{ ref('int_exam_records_ranked') }}
-
-    ),
-
-    -- the exams not landed since, read again by key (their own scan: a shared CTE would be materialised whole)
-    settled_exams as (
-
-        select * from {{ ref('int_exams_deduplicated') }}
-        where exam_last_ingested_at <= {{ landed_after }}
-
-    ),
-
-    changed_slots as (
-
-        select
-            source_file_name,
-            record_position
-        from exam_records
-        where ingested_at > {{ landed_after }}
-
-        union distinct
-
-        select
-            source_file_name,
-            record_position
-        from reports
-        where ingested_at > {{ landed_after }}
-
-    ),
-
-    -- exams at a changed slot whose own records did not change: a report may have moved to or from them
-    repaired_exams as (
-
-        select distinct exam_records.exam_key
-        from exam_records
-        inner join changed_slots
-            on
-                exam_records.source_file_name = changed_slots.source_file_name
-                and exam_records.record_position = changed_slots.record_position
-        where exam_records.exam_last_ingested_at <= {{ landed_after }}
+        select * from {{ ref('int_exam_changes') }}
 
     ),
 
 {% endif %}
 
+-- the exams int_exam_changes lists (every exam in a first or full build)
 exams as (
 
-    select * from landed_exams
-
-    {% if is_incremental() %}
-
-        union all
-
-        select * from settled_exams
-        where exam_key in (select repaired_exams.exam_key from repaired_exams)
-
-    {% endif %}
+    select * from {{ ref('int_exams_deduplicated') }}
+    {% if is_incremental() -%}
+        where exam_key in (select exam_changes.exam_key from exam_changes)
+    {%- endif %}
 
 ),
-
-{% if is_incremental() %}
-
-    touched_exams as (
-
-        select exams.exam_key from exams
-
-    ),
-
-{% endif %}
 
 label_summary as (
 
     select * from label_summaries
     {% if is_incremental() -%}
-        where exam_key in (select touched_exams.exam_key from touched_exams)
+        where exam_key in (select exam_changes.exam_key from exam_changes)
     {%- endif %}
 
 ),
@@ -135,7 +70,7 @@ report_summary as (
     where
         exam_key is not null
     {% if is_incremental() %}
-        and exam_key in (select touched_exams.exam_key from touched_exams)
+        and exam_key in (select exam_changes.exam_key from exam_changes)
     {% endif %}
     group by exam_key
 
