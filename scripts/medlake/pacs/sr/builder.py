@@ -155,7 +155,7 @@ class BuiltSr:
     data: bytes
 
 
-def _evidence(source: Dataset) -> Dataset:
+def evidence(source: Dataset) -> Dataset:
     """A header-only copy of the source with the type-2 attributes highdicom reads made present."""
     evidence = Dataset()
     for element in source:
@@ -171,7 +171,7 @@ def _evidence(source: Dataset) -> Dataset:
     return evidence
 
 
-def _describable_in_image_library(image: Dataset) -> bool:
+def describable_in_image_library(image: Dataset) -> bool:
     """Whether highdicom can write the (optional) Image Library entry for this image.
 
     For projection radiography it needs Patient Orientation and Imager Pixel Spacing, which
@@ -243,10 +243,14 @@ def _algorithm_equipment(model: ModelIdentity, run_at: dt.datetime) -> hd.Contri
     return equipment
 
 
-def _utc(run_at: dt.datetime) -> dt.datetime:
+def utc(run_at: dt.datetime) -> dt.datetime:
     if run_at.tzinfo is None:
         raise DicomError("run_at must be timezone-aware (UTC): a naive time would be read as local time")
     return run_at.astimezone(dt.UTC).replace(microsecond=0)
+
+
+def tracking_uid(source: Dataset, model: ModelIdentity, pathology: str) -> str:
+    return uid_from("medlake-tracking", source.SOPInstanceUID, model.uid_key, pathology)
 
 
 def _measurement_group(
@@ -256,7 +260,7 @@ def _measurement_group(
     site = FINDING_SITES.get(finding.pathology)
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=uid_from("medlake-tracking", source.SOPInstanceUID, model.uid_key, finding.pathology),
+            uid=tracking_uid(source, model, finding.pathology),
             identifier=f"{finding.pathology} (TorchXRayVision)",
         ),
         finding_type=concept,
@@ -271,6 +275,53 @@ def _measurement_group(
     )
 
 
+def build_document(
+    source: Dataset,
+    findings: Sequence[Finding],
+    model: ModelIdentity,
+    *,
+    run_at: dt.datetime,
+    instance_number: int,
+) -> hd.sr.Comprehensive3DSR:
+    """The SR document for one image, built by highdicom (not encoded): the reference every SR equals."""
+    run_at = utc(run_at)
+    if instance_number < 1:
+        raise DicomError(f"instance_number must be >= 1, got {instance_number}")
+    header = evidence(source)
+    algorithm = _algorithm(model)
+    groups = [_measurement_group(source, header, finding, model, algorithm) for finding in findings]
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=device_uid(model),
+            name=_lo(f"TorchXRayVision {_model_name(model)}", "device observer name"),
+            manufacturer_name=ALGORITHM_MANUFACTURER,
+            model_name=_model_name(model),
+        ),
+    )
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=PROCEDURE_CHEST_XRAY,
+        imaging_measurements=groups,
+        referenced_images=[header] if describable_in_image_library(header) else None,
+    )
+    series_uid = sr_series_uid(source.StudyInstanceUID, model)
+    sop_uid = sr_instance_uid(source.SOPInstanceUID, model)
+    with warnings.catch_warnings():
+        # highdicom warns when a copied Patient's Name has a single component ("Anonymized"):
+        # the source's value is kept as it is, so the warning is noise on every such image.
+        warnings.simplefilter("ignore", UserWarning)
+        built = document(header, report[0], series_uid, sop_uid, instance_number, run_at, model)
+    finish_document(built, run_at)
+    return built
+
+
+def finish_document(built: Dataset, run_at: dt.datetime) -> None:
+    """What medlake sets after highdicom: the run's times, no invalid optional patient values."""
+    _stamp_run_time(built, run_at)
+    _drop_invalid_optional_values(built)
+
+
 def build_sr(
     source: Dataset,
     findings: Sequence[Finding],
@@ -283,50 +334,22 @@ def build_sr(
 
     ``run_at`` is when the model ran (timezone-aware; stored in UTC); ``instance_number`` the SR's
     number within its series (:class:`medlake.pacs.sr.numbering.SrInstanceNumbers`). A pure
-    function of its arguments (picklable in, bytes out): safe to run in worker processes.
+    function of its arguments (picklable in, bytes out). The loop builds the same SR faster from a
+    per-model template (:mod:`medlake.pacs.sr.template`); this is the reference it is tested against.
     """
     try:
-        run_at = _utc(run_at)
-        if instance_number < 1:
-            raise DicomError(f"instance_number must be >= 1, got {instance_number}")
-        evidence = _evidence(source)
-        algorithm = _algorithm(model)
-        groups = [_measurement_group(source, evidence, finding, model, algorithm) for finding in findings]
-        observer = hd.sr.ObserverContext(
-            observer_type=codes.DCM.Device,
-            observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-                uid=device_uid(model),
-                name=_lo(f"TorchXRayVision {_model_name(model)}", "device observer name"),
-                manufacturer_name=ALGORITHM_MANUFACTURER,
-                model_name=_model_name(model),
-            ),
-        )
-        report = hd.sr.MeasurementReport(
-            observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-            procedure_reported=PROCEDURE_CHEST_XRAY,
-            imaging_measurements=groups,
-            referenced_images=[evidence] if _describable_in_image_library(evidence) else None,
-        )
-        series_uid = sr_series_uid(source.StudyInstanceUID, model)
-        sop_uid = sr_instance_uid(source.SOPInstanceUID, model)
-        with warnings.catch_warnings():
-            # highdicom warns when a copied Patient's Name has a single component ("Anonymized"):
-            # the source's value is kept as it is, so the warning is noise on every such image.
-            warnings.simplefilter("ignore", UserWarning)
-            document = _document(evidence, report, series_uid, sop_uid, instance_number, run_at, model)
-        _stamp_run_time(document, run_at)
-        _drop_invalid_optional_values(document)
+        built = build_document(source, findings, model, run_at=run_at, instance_number=instance_number)
         buffer = BytesIO()
-        document.save_as(buffer, enforce_file_format=True)
+        built.save_as(buffer, enforce_file_format=True)
     except DicomError:
         raise
     except Exception as exc:
         raise DicomError(f"cannot build SR for {source.get('SOPInstanceUID')}: {type(exc).__name__}: {exc}") from exc
     return BuiltSr(
-        sop_instance_uid=sop_uid,
-        series_instance_uid=series_uid,
+        sop_instance_uid=str(built.SOPInstanceUID),
+        series_instance_uid=str(built.SeriesInstanceUID),
         study_instance_uid=str(source.StudyInstanceUID),
-        patient_id=str(evidence.PatientID),
+        patient_id=str(built.PatientID),
         referenced_sop_instance_uid=str(source.SOPInstanceUID),
         data=buffer.getvalue(),
     )
@@ -347,9 +370,9 @@ def _drop_invalid_optional_values(document: Dataset) -> None:
                 del document[keyword]
 
 
-def _document(
+def document(
     evidence: Dataset,
-    report: hd.sr.MeasurementReport,
+    content: Dataset,
     series_uid: str,
     sop_uid: str,
     instance_number: int,
@@ -358,7 +381,7 @@ def _document(
 ) -> hd.sr.Comprehensive3DSR:
     return hd.sr.Comprehensive3DSR(
         evidence=[evidence],
-        content=report[0],
+        content=content,
         series_instance_uid=series_uid,
         series_number=SR_SERIES_NUMBER,
         sop_instance_uid=sop_uid,
