@@ -180,7 +180,12 @@ PACS_OPTIONS = (
     arg("--workers", type=_positive_int, default=4, help="concurrent Orthanc requests (default 4)"),
     arg("--batch-size", type=_positive_int, default=8, help="inference batch size (default 8)"),
     arg("--land-batch", type=_positive_int, default=16, help="land predictions every N reported images (default 16)"),
-    arg("--sr-workers", type=_non_negative_int, default=None, help="processes building SRs (default 0: a thread of this process; SRs are patched from a template)"),
+    arg(
+        "--sr-workers",
+        type=_non_negative_int,
+        default=None,
+        help="processes building SRs (default 0: a thread of this process; SRs are patched from a template)",
+    ),
     arg(
         "--max-connection-failures",
         type=_positive_int,
