@@ -17,8 +17,11 @@ Header: patient and study come from the source (``evidence=[source]``), so the S
 the source's Orthanc patient and study. Absent type-2 patient/study attributes stay
 present-but-empty. When and by whom (IHE AI Results):
 
-* Content, Series and Instance Creation Date/Time are ``run_at``, when the model ran, in UTC
-  (Timezone Offset From UTC ``+0000``); the caller passes it, so the function is pure;
+* Content, Series and Instance Creation Date/Time are ``run_at``, when the model ran, stated in
+  the source's Timezone Offset From UTC (kept, since it also qualifies the copied study date/time),
+  or in UTC (``+0000``) when the source has none (:func:`sr_clock`); the caller passes ``run_at``,
+  so the function is pure;
+* Series Number is one per model identity (:func:`sr_series_number`);
 * Contributing Equipment names the algorithm (Manufacturer, Model Name, Software Versions,
   Device UID, weights digest as serial number, purpose Processing Equipment DCM 109102,
   contribution date/time = ``run_at``), beside the source's acquisition equipment and highdicom;
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import warnings
 from collections.abc import Sequence
 from copy import deepcopy
@@ -83,7 +87,7 @@ __all__ = [  # the vocabulary is re-exported: callers and tests use it from here
     "validate",
 ]
 
-SR_SERIES_NUMBER = 9901
+_UTC_OFFSET = re.compile(r"^([+-])(\d{2})(\d{2})$")
 SR_MANUFACTURER = "medlake"
 ALGORITHM_MANUFACTURER = "TorchXRayVision (mlmed.org)"
 NOT_FOR_DIAGNOSIS = "not for diagnostic use"
@@ -312,13 +316,13 @@ def build_document(
         # the source's value is kept as it is, so the warning is noise on every such image.
         warnings.simplefilter("ignore", UserWarning)
         built = document(header, report[0], series_uid, sop_uid, instance_number, run_at, model)
-    finish_document(built, run_at)
+    finish_document(built, run_at, header)
     return built
 
 
-def finish_document(built: Dataset, run_at: dt.datetime) -> None:
+def finish_document(built: Dataset, run_at: dt.datetime, source: Dataset) -> None:
     """What medlake sets after highdicom: the run's times, no invalid optional patient values."""
-    _stamp_run_time(built, run_at)
+    _stamp_run_time(built, run_at, source)
     _drop_invalid_optional_values(built)
 
 
@@ -383,7 +387,7 @@ def document(
         evidence=[evidence],
         content=content,
         series_instance_uid=series_uid,
-        series_number=SR_SERIES_NUMBER,
+        series_number=sr_series_number(model),
         sop_instance_uid=sop_uid,
         instance_number=instance_number,
         manufacturer=SR_MANUFACTURER,
@@ -392,19 +396,62 @@ def document(
         series_description=_series_description(model),
         manufacturer_model_name="medlake pacs",
         software_versions=f"medlake {__version__}",
-        content_date=run_at.strftime("%Y%m%d"),
-        content_time=run_at.strftime("%H%M%S"),
+        content_date=sr_clock(run_at, evidence).strftime("%Y%m%d"),
+        content_time=sr_clock(run_at, evidence).strftime("%H%M%S"),
         coding_schemes=[PRIVATE_CODING_SCHEME],
         contributing_equipment=[_algorithm_equipment(model, run_at)],
     )
 
 
-def _stamp_run_time(document: Dataset, run_at: dt.datetime) -> None:
-    """Series and instance creation date/time = the run (UTC), so the SR's bytes follow its inputs only."""
-    date, time = run_at.strftime("%Y%m%d"), run_at.strftime("%H%M%S")
+def source_utc_offset(source: Dataset) -> dt.timedelta | None:
+    """The source's Timezone Offset From UTC ("+0100", "-0530") as a timedelta; None if absent or invalid."""
+    match = _UTC_OFFSET.match(str(source.get("TimezoneOffsetFromUTC") or "").strip())
+    if match is None:
+        return None
+    sign, hours, minutes = match.group(1), int(match.group(2)), int(match.group(3))
+    if hours > 14 or minutes > 59:
+        return None
+    offset = dt.timedelta(hours=hours, minutes=minutes)
+    return -offset if sign == "-" else offset
+
+
+def sr_clock(run_at: dt.datetime, source: Dataset) -> dt.datetime:
+    """``run_at`` as the SR's own dates and times state it: in the source's offset, else in UTC.
+
+    Timezone Offset From UTC applies to every date and time of a dataset, the study's copied from
+    the source included: so the SR keeps the source's offset (and its study date/time as they are)
+    and states when the model ran in that same offset. A source without one leaves its study
+    times in an unknown local time; the SR then states its own in UTC (+0000). Date-times (DT, e.g.
+    Contribution DateTime) carry their own offset and stay in UTC.
+    """
+    offset = source_utc_offset(source)
+    return run_at.astimezone(dt.UTC if offset is None else dt.timezone(offset))
+
+
+def _offset_text(moment: dt.datetime) -> str:
+    minutes = int(moment.utcoffset().total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+
+
+def sr_series_number(model: ModelIdentity) -> int:
+    """One Series Number per model identity, 990000-999999 (after any acquisition series).
+
+    Two models' SRs in one study were two series both numbered 9901. The number is derived from
+    the identity (not counted), so re-runs keep it and the SR's bytes stay a function of its inputs;
+    two identities share a number with probability 1/10,000, and their series UIDs still differ.
+    """
+    digest = hashlib.sha256(f"medlake-sr-series-number|{model.uid_key}".encode()).digest()
+    return 990000 + int.from_bytes(digest[:8], "big") % 10000
+
+
+def _stamp_run_time(document: Dataset, run_at: dt.datetime, source: Dataset) -> None:
+    """Series and instance creation date/time = the run, so the SR's bytes follow its inputs only."""
+    local = sr_clock(run_at, source)
+    date, time = local.strftime("%Y%m%d"), local.strftime("%H%M%S")
     document.SeriesDate, document.SeriesTime = date, time
     document.InstanceCreationDate, document.InstanceCreationTime = date, time
-    document.TimezoneOffsetFromUTC = "+0000"
+    document.TimezoneOffsetFromUTC = _offset_text(local)
     for item in document.get("ContributingEquipmentSequence", []):
         if item.get("Manufacturer") == "Highdicom open-source contributors":  # stamped with the wall clock
             item.ContributionDateTime = run_at.strftime("%Y%m%d%H%M%S+0000")

@@ -268,7 +268,7 @@ class SrTemplate:
                 document = builder.document(
                     evidence, self._empty_root(), series_uid, sop_uid, instance_number, run_at, model
                 )
-            builder.finish_document(document, run_at)
+            builder.finish_document(document, run_at, evidence)
             if document.get("SpecificCharacterSet", "iso8859") != self._encodings:
                 raise DicomError("SR template used for another character set than it was built for")
             sentinel_item = Dataset()
