@@ -203,6 +203,13 @@ PACS_OPTIONS = (
         help="gate: also classify lateral views (LL/RL/LATERAL); default frontal PA/AP only",
     ),
     arg(
+        "--min-age-years",
+        type=float,
+        default=18.0,
+        help="gate: skip patients younger than this (PatientAge, else birth date to study date; default 18, the "
+        "model's adult training data; 0: no limit); an unknown age is accepted, flagged age_absent",
+    ),
+    arg(
         "--require-body-part",
         dest="require_body_part",
         action="store_true",

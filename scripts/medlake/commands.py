@@ -142,6 +142,7 @@ def _pacs_options(args: argparse.Namespace) -> dict[str, Any]:
             allow_lateral="lateral" in args.allow_view,
             require_body_part=args.require_body_part,
             require_view=args.require_view,
+            min_age_years=args.min_age_years,
         ),
         "breaker_threshold": args.max_connection_failures,
     }

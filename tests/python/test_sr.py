@@ -154,11 +154,18 @@ def test_every_shared_file_gets_a_valid_sr(shared_dicom_dir, tmp_path):
             assert evaluation.value == (sr_builder.PRESENT if finding.is_positive else sr_builder.ABSENT)
             sites = [site.value for site in group.finding_sites]
             assert sites == ([sr_codes.LUNG] if finding.pathology in sr_codes.FINDING_SITES else [])
-        # When and who: the run's time in UTC, the algorithm as contributing equipment, counted number.
-        assert (sr.ContentDate, sr.ContentTime) == RUN_AT_UTC
-        assert (sr.SeriesDate, sr.SeriesTime) == RUN_AT_UTC
-        assert (sr.InstanceCreationDate, sr.InstanceCreationTime) == RUN_AT_UTC
-        assert sr.TimezoneOffsetFromUTC == "+0000"
+        # When and who: the run's time (in the source's offset if it has one, else UTC), the algorithm
+        # as contributing equipment, counted number.
+        offset = source.get("TimezoneOffsetFromUTC")
+        when = (
+            RUN_AT_UTC
+            if offset is None
+            else tuple(sr_builder.sr_clock(RUN_AT, source).strftime("%Y%m%d %H%M%S").split())
+        )
+        assert (sr.ContentDate, sr.ContentTime) == when
+        assert (sr.SeriesDate, sr.SeriesTime) == when
+        assert (sr.InstanceCreationDate, sr.InstanceCreationTime) == when
+        assert sr.TimezoneOffsetFromUTC == (offset or "+0000")
         assert sr.InstanceNumber == 7
         assert "not for diagnostic use" in sr.SeriesDescription
         equipment = algorithm_equipment(sr)
