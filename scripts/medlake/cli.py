@@ -395,6 +395,14 @@ COMMANDS: tuple[Command, ...] = (
                 metavar="FILE",
                 help="senders, one AET@IP:PORT per line (# comments)",
             ),
+            arg(
+                "--stable-age",
+                type=_positive_int,
+                default=None,
+                metavar="SECONDS",
+                help="Orthanc's StableAge: a series is announced stable (and `pacs watch` classifies it) this many "
+                "seconds after its last instance arrived (Orthanc's default 60); every result waits at least this long",
+            ),
         ),
     ),
     PACS,

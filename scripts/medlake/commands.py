@@ -116,6 +116,7 @@ def orthanc(args: argparse.Namespace) -> int:
         aet=args.aet,
         modalities=args.modality,
         modalities_files=args.modalities_file,
+        stable_age_s=args.stable_age,
         fmt=args.format,
     )
 

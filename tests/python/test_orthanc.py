@@ -106,9 +106,18 @@ def test_cli_start_status_stop_round_trip(orthanc_binary, tmp_path, monkeypatch,
     dicom_port = find_free_port()
     try:
         assert (
-            cli_action("start", port=None, storage=storage, dicom_port=dicom_port, modalities=["CR_ROOM1@10.1.2.3"])
+            cli_action(
+                "start",
+                port=None,
+                storage=storage,
+                dicom_port=dicom_port,
+                modalities=["CR_ROOM1@10.1.2.3"],
+                stable_age_s=7,
+            )
             == 0
         )
+        # --stable-age reaches Orthanc's config: a series is stable (and watched) 7 s after its last instance.
+        assert json.loads((storage / "orthanc.json").read_text())["StableAge"] == 7
         started = capsys.readouterr().out
         assert "C-STORE accepted only from: CR_ROOM1@10.1.2.3:104" in started
         assert f"MEDLAKE_ORTHANC_STORAGE={storage.resolve()}" in started and "password in" in started
