@@ -65,8 +65,8 @@ run: setup
 	$(BIN)/medlake demo --workdir data/demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check scripts tests/python
-	$(BIN)/ruff format --check scripts tests/python
+	$(BIN)/ruff check scripts tests/python examples
+	$(BIN)/ruff format --check scripts tests/python examples
 	$(BIN)/sqlfluff lint models analyses tests/dbt macros
 	$(BIN)/hadolint Dockerfile
 

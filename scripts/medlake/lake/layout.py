@@ -24,7 +24,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -34,6 +33,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medlake.atomic import atomic_path
 from medlake.errors import LakeError
 from medlake.file_modes import restrict_umask
 from medlake.lake.raw_schema import RAW_TABLES
@@ -78,15 +78,8 @@ def part_path(lake: Path, table: str, delivery_date: dt.date, batch_id: str) -> 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
     """Write ``table`` to ``path`` so that the file appears complete or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp_name, compression=PARQUET_COMPRESSION)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression=PARQUET_COMPRESSION)
     return path
 
 

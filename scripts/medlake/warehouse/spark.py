@@ -27,6 +27,7 @@ from pathlib import Path
 import duckdb
 
 from medlake import extras
+from medlake.atomic import atomic_write
 from medlake.errors import EngineError, LakeError, MissingExtraError
 from medlake.warehouse.build_state import BuildState
 
@@ -108,10 +109,8 @@ def read_state(lake: Path) -> BuildState | None:
 def write_state(lake: Path, state: BuildState) -> None:
     """Replace the Spark warehouse's build record (written whole, then renamed into place)."""
     path = spark_dir(lake) / STATE_FILE
-    partial = path.with_name(f".{STATE_FILE}.partial")
     try:
-        partial.write_text(json.dumps(state.to_dict(), indent=2) + "\n")
-        os.replace(partial, path)
+        atomic_write(path, json.dumps(state.to_dict(), indent=2) + "\n")
     except OSError as exc:
         raise LakeError(f"cannot record the Spark build in {path}: {exc}") from exc
 

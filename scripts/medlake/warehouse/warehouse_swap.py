@@ -18,13 +18,13 @@ failure behaviour", has the measured figures).
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
 
 import duckdb
 
+from medlake.atomic import durable_replace
 from medlake.errors import LakeError
 from medlake.lake import layout as lake_layout
 
@@ -52,14 +52,6 @@ def checkpoint(warehouse: Path) -> None:
         ) from exc
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def prepare(lake: Path, *, copy_live: bool) -> tuple[Path, float]:
     """A fresh build file for ``lake`` (a copy of the live warehouse when ``copy_live``), and the copy's seconds."""
     target = building_path(lake)
@@ -82,10 +74,7 @@ def publish(lake: Path, built: Path) -> None:
     checkpoint(built)
     if _wal(built).exists():
         raise LakeError(f"{built} still has a write-ahead log after a checkpoint; the build is not published")
-    _fsync(built)
-    live = lake_layout.warehouse_path(lake)
-    os.replace(built, live)
-    _fsync(live.parent)
+    durable_replace(built, lake_layout.warehouse_path(lake))
     discard(lake)
 
 

@@ -351,6 +351,15 @@ class OrthancClient:
             raise OrthancError(f"Orthanc download failed: {_orthanc_explanation(response)}")
         return response.content
 
+    def preview(self, instance_id: str) -> bytes:
+        """Orthanc's own PNG rendering of an instance (``GET /instances/{id}/preview``), for thumbnails."""
+        response = self._call(
+            lambda: self.api.get_instances_id_preview(instance_id), f"GET /instances/{instance_id}/preview"
+        )
+        if response.status_code >= 400:
+            raise OrthancError(f"Orthanc preview failed: {_orthanc_explanation(response)}")
+        return response.content
+
     # --- the changes feed (pacs watch) ---------------------------------------------------
 
     def changes(self, since: int, limit: int = 100) -> dict:
