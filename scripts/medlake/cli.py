@@ -298,6 +298,13 @@ COMMANDS: tuple[Command, ...] = (
                 default=None,
                 help="how many exams get a real DICOM file in images/ (default: min(24, exams))",
             ),
+            arg(
+                "--records-per-file",
+                type=_positive_int,
+                default=None,
+                help="records per exam/report file, up to 1000, as bulk exports come (JSON arrays, some JSON "
+                "lines); default: 1-4 per file like the real sample (10 M exams: ~39 GB of small files vs ~11 GB)",
+            ),
             NO_PROGRESS,
         ),
     ),
@@ -439,6 +446,20 @@ COMMANDS: tuple[Command, ...] = (
             arg("--skip-dbt", action="store_true", help="skip the dbt build and query figures"),
             arg("--skip-spark", action="store_true", help="skip the Spark build figures (beside DuckDB's, same lake)"),
             arg("--output", type=Path, default=None, help="also write the JSON figures to this file"),
+            arg(
+                "--records-per-file",
+                type=_positive_int,
+                default=None,
+                help="synthesise the delivery as files of N records (medlake synth --records-per-file); "
+                "default 1-4 per file like the real sample",
+            ),
+            arg(
+                "--growth-from",
+                type=Path,
+                default=None,
+                help="a smaller run's JSON to report growth_* ratios from (default: bench-<exams/10>.json "
+                "beside --output when it exists)",
+            ),
         ),
     ),
 )
