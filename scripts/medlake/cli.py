@@ -180,7 +180,12 @@ PACS_OPTIONS = (
     arg("--workers", type=_positive_int, default=4, help="concurrent Orthanc requests (default 4)"),
     arg("--batch-size", type=_positive_int, default=8, help="inference batch size (default 8)"),
     arg("--land-batch", type=_positive_int, default=16, help="land predictions every N reported images (default 16)"),
-    arg("--sr-workers", type=_non_negative_int, default=None, help="processes building SRs (default: one per core)"),
+    arg(
+        "--sr-workers",
+        type=_non_negative_int,
+        default=None,
+        help="processes building SRs (default 0: a thread of this process; SRs are patched from a template)",
+    ),
     arg(
         "--max-connection-failures",
         type=_positive_int,
@@ -196,6 +201,13 @@ PACS_OPTIONS = (
         choices=["lateral"],
         default=[],
         help="gate: also classify lateral views (LL/RL/LATERAL); default frontal PA/AP only",
+    ),
+    arg(
+        "--min-age-years",
+        type=float,
+        default=18.0,
+        help="gate: skip patients younger than this (PatientAge, else birth date to study date; default 18, the "
+        "model's adult training data; 0: no limit); an unknown age is accepted, flagged age_absent",
     ),
     arg(
         "--require-body-part",
@@ -285,6 +297,13 @@ COMMANDS: tuple[Command, ...] = (
                 type=_non_negative_int,
                 default=None,
                 help="how many exams get a real DICOM file in images/ (default: min(24, exams))",
+            ),
+            arg(
+                "--records-per-file",
+                type=_positive_int,
+                default=None,
+                help="records per exam/report file, up to 1000, as bulk exports come (JSON arrays, some JSON "
+                "lines); default: 1-4 per file like the real sample (10 M exams: ~39 GB of small files vs ~11 GB)",
             ),
             NO_PROGRESS,
         ),
@@ -383,6 +402,14 @@ COMMANDS: tuple[Command, ...] = (
                 metavar="FILE",
                 help="senders, one AET@IP:PORT per line (# comments)",
             ),
+            arg(
+                "--stable-age",
+                type=_positive_int,
+                default=None,
+                metavar="SECONDS",
+                help="Orthanc's StableAge: a series is announced stable (and `pacs watch` classifies it) this many "
+                "seconds after its last instance arrived (Orthanc's default 60); every result waits at least this long",
+            ),
         ),
     ),
     PACS,
@@ -419,6 +446,20 @@ COMMANDS: tuple[Command, ...] = (
             arg("--skip-dbt", action="store_true", help="skip the dbt build and query figures"),
             arg("--skip-spark", action="store_true", help="skip the Spark build figures (beside DuckDB's, same lake)"),
             arg("--output", type=Path, default=None, help="also write the JSON figures to this file"),
+            arg(
+                "--records-per-file",
+                type=_positive_int,
+                default=None,
+                help="synthesise the delivery as files of N records (medlake synth --records-per-file); "
+                "default 1-4 per file like the real sample",
+            ),
+            arg(
+                "--growth-from",
+                type=Path,
+                default=None,
+                help="a smaller run's JSON to report growth_* ratios from (default: bench-<exams/10>.json "
+                "beside --output when it exists)",
+            ),
         ),
     ),
 )

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from medlake.extras import require_pacs
@@ -33,7 +34,12 @@ def synth(args: argparse.Namespace) -> int:
     from medlake.devtools import synth as synthetic
 
     summary = synthetic.generate(
-        args.out, exams=args.exams, seed=args.seed, dicom_exams=args.dicom_exams, progress=_progress(args)
+        args.out,
+        exams=args.exams,
+        seed=args.seed,
+        dicom_exams=args.dicom_exams,
+        progress=_progress(args),
+        records_per_file=args.records_per_file or 0,
     )
     emit(summary, args.format)
     return 0
@@ -116,6 +122,7 @@ def orthanc(args: argparse.Namespace) -> int:
         aet=args.aet,
         modalities=args.modality,
         modalities_files=args.modalities_file,
+        stable_age_s=args.stable_age,
         fmt=args.format,
     )
 
@@ -142,6 +149,7 @@ def _pacs_options(args: argparse.Namespace) -> dict[str, Any]:
             allow_lateral="lateral" in args.allow_view,
             require_body_part=args.require_body_part,
             require_view=args.require_view,
+            min_age_years=args.min_age_years,
         ),
         "breaker_threshold": args.max_connection_failures,
     }
@@ -194,6 +202,13 @@ def demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _smaller_run(output: Path | None, exams: int) -> Path | None:
+    """``results/bench-N.json`` beside ``--output results/bench-10N.json``: the run to report growth from."""
+    if output is None or exams % 10 or output.name != f"bench-{exams}.json":
+        return None
+    return output.with_name(f"bench-{exams // 10}.json")
+
+
 def bench(args: argparse.Namespace) -> int:
     if not (args.skip_torch and args.skip_orthanc):
         require_pacs("medlake bench (without --skip-torch --skip-orthanc)")
@@ -206,7 +221,11 @@ def bench(args: argparse.Namespace) -> int:
         skip_torch=args.skip_torch,
         skip_dbt=args.skip_dbt,
         skip_spark=args.skip_spark,
+        records_per_file=args.records_per_file or 0,
     )
+    smaller = args.growth_from or _smaller_run(args.output, args.exams)
+    if smaller is not None and smaller.is_file():
+        benchmarks.add_growth(figures, json.loads(smaller.read_text()), str(smaller))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(figures.to_dict(), indent=2) + "\n")

@@ -76,3 +76,7 @@ class EngineError(MedlakeError):
     """The chosen transformation engine cannot run here (e.g. Spark without Java or its Python extras)."""
 
     exit_code = 2
+
+
+class DiskSpaceError(LakeError):
+    """The lake's filesystem has less free space than a land or build is about to write; nothing was written."""

@@ -217,3 +217,25 @@ def test_synth_command(tmp_path, capsys):
     assert code == 0
     assert "exam records (landable)" in capsys.readouterr().out
     assert len(list((tmp_path / "d" / "images").iterdir())) == 24  # default: min(24, exams)
+
+
+def test_records_per_file_writes_bulk_export_files_that_land_as_the_summary_says(tmp_path):
+    """Issue 19 item 2: a delivery of large files (arrays and JSON lines), landed record for record."""
+    out = tmp_path / "bulk"
+    summary = synth.generate(out, exams=EXAMS, seed=11, dicom_exams=0, progress=False, workers=2, records_per_file=500)
+    layouts = {}
+    for path in (out / "exam").iterdir():
+        parsed = parse_delivery_file(path.read_bytes())
+        layouts.setdefault(str(parsed.layout), []).append(len(parsed.records))
+    # 1,000-exam blocks in files of 500 (plus the re-deliveries' file and the injected bad files)
+    assert summary.exam_files < EXAMS / 100
+    assert max(max(sizes) for sizes in layouts.values()) == 501  # 500 exams + the record without content
+    assert "json_lines" in layouts and "array" in layouts
+    lake = tmp_path / "lake"
+    land_summary = landing.land(out, lake, delivery_date=None, workers=1, progress=False)
+    assert read_raw(lake, "exams").num_rows == summary.exam_records == EXAMS
+    assert read_raw(lake, "medical_reports").num_rows == summary.report_records
+    assert read_raw(lake, "exam_labels").num_rows == summary.label_objects
+    assert sum(land_summary.quarantined.values()) == summary.quarantine_rows_expected
+    with pytest.raises(SynthError, match="records per file"):
+        synth.generate(tmp_path / "too_big", exams=10, seed=1, progress=False, records_per_file=synth.BLOCK_EXAMS + 1)

@@ -32,7 +32,13 @@ from medlake.lake.layout import raw_dir, warehouse_path
 from medlake.warehouse import sql_text
 
 # Columns the file stage needs and the published manifest does not carry.
-INTERNAL_COLUMNS = ("object_relative_path", "orthanc_instance_id", "is_dicom", "planned_image_path")
+INTERNAL_COLUMNS = (
+    "object_relative_path",
+    "orthanc_instance_id",
+    "is_dicom",
+    "planned_image_path",
+    "source_patient_id",  # the DICOM's Patient ID, for the PHI check only (never published de-identified)
+)
 _EXTENSIONS = {
     "application/dicom": ".dcm",
     "application/pdf": ".pdf",
@@ -316,7 +322,8 @@ def _manifest_sql(filters: ExportFilters, split: SplitSpec, *, deidentify: bool)
                 {prediction_columns},
                 images.object_path as object_relative_path,
                 images.orthanc_instance_id,
-                coalesce(images.is_dicom, images.is_in_pacs, false) as is_dicom
+                coalesce(images.is_dicom, images.is_in_pacs, false) as is_dicom,
+                patients.patient_id as source_patient_id
             from exams
             {label_join} exam_labels on exams.exam_key = exam_labels.exam_key
             left join images on exams.image_file_name = images.file_name

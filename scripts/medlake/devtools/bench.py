@@ -35,6 +35,22 @@ BENCH_DICOM_ROWS, BENCH_DICOM_COLUMNS = 2048, 1664
 INFERENCE_BENCH_IMAGES = 32
 ORTHANC_BENCH_FILES = 60
 QUERY_REPEATS = 5
+# Figures whose growth from a 10x smaller run (its results JSON) the bench reports as growth_<figure>.
+GROWTH_FIGURES = (
+    "land_s",
+    "land_peak_rss_mb",
+    "dbt_build_full_s",
+    "dbt_build_peak_rss_mb",
+    "dbt_build_incremental_s",
+    "dbt_build_incremental_peak_rss_mb",
+    "q3_median_ms",
+    "q4_median_ms",
+    "q3_open_connection_median_ms",
+    "q4_open_connection_median_ms",
+    "warehouse_mb",
+    "dataset_export_s",
+    "dataset_export_peak_rss_mb",
+)
 
 
 @dataclass
@@ -131,8 +147,34 @@ def _tree_bytes(directory: Path) -> int:
     return sum(entry.stat().st_size for entry in directory.rglob("*") if entry.is_file())
 
 
+def load_average() -> str:
+    """The 1/5/15-minute load average, as `uptime` prints it: a shared machine inflates every time."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def add_growth(bench: BenchFigures, smaller: dict, source: str) -> None:
+    """``growth_<figure>``: this run's figure over the same figure of a smaller run (``smaller``, its JSON)."""
+    figures = bench.figures
+    base_exams = smaller.get("exams")
+    if not isinstance(base_exams, int) or base_exams >= figures.get("exams", 0):
+        return
+    figures["growth_from_exams"] = base_exams
+    for name in GROWTH_FIGURES:
+        top, bottom = figures.get(name), smaller.get(name)
+        if isinstance(top, int | float) and isinstance(bottom, int | float) and bottom:
+            figures[f"growth_{name}"] = round(top / bottom, 3)
+    bench.notes.append(f"growth_* figures: this run over {source} ({base_exams:,} exams)")
+
+
 def run(
-    *, exams: int, workdir: Path, skip_orthanc: bool, skip_torch: bool, skip_dbt: bool, skip_spark: bool = False
+    *,
+    exams: int,
+    workdir: Path,
+    skip_orthanc: bool,
+    skip_torch: bool,
+    skip_dbt: bool,
+    skip_spark: bool = False,
+    records_per_file: int = 0,
 ) -> BenchFigures:
     from medlake.devtools import synth
 
@@ -142,11 +184,13 @@ def run(
     bench = BenchFigures(machine=machine_info())
     figures = bench.figures
     figures["exams"] = exams
+    figures["records_per_file"] = records_per_file or "1-4"
+    figures["load_average_at_start"] = load_average()
     delivery = workdir / "delivery"
     lake = workdir / "lake"
 
     start = time.perf_counter()
-    synth.generate(delivery, exams=exams, seed=7, dicom_exams=0, progress=False)
+    synth.generate(delivery, exams=exams, seed=7, dicom_exams=0, progress=False, records_per_file=records_per_file)
     figures["synth_s"] = round(time.perf_counter() - start, 2)
     input_bytes = _tree_bytes(delivery)
     figures["input_mb"] = round(input_bytes / 2**20, 1)
@@ -156,7 +200,7 @@ def run(
 
     _bench_landing(bench, delivery, lake, workdir, input_bytes)
     if not skip_dbt:
-        _bench_dbt_and_queries(bench, lake, workdir, exams, skip_spark=skip_spark)
+        _bench_dbt_and_queries(bench, lake, workdir, exams, skip_spark=skip_spark, records_per_file=records_per_file)
         _bench_dataset_export(bench, lake, workdir)
     _bench_dicom(bench, workdir)
     if not skip_torch:
@@ -167,6 +211,7 @@ def run(
         from medlake.devtools import bench_pacs
 
         bench_pacs.run(bench.figures, bench.notes, workdir)
+    figures["load_average_at_end"] = load_average()
     return bench
 
 
@@ -213,15 +258,19 @@ def _bench_landing(bench: BenchFigures, delivery: Path, lake: Path, workdir: Pat
     bench.ratio("land_vs_read_floor_parallel", "land_s", "read_floor_parallel_s")
 
 
-def _bench_dbt_and_queries(bench: BenchFigures, lake: Path, workdir: Path, exams: int, *, skip_spark: bool) -> None:
+def _bench_dbt_and_queries(
+    bench: BenchFigures, lake: Path, workdir: Path, exams: int, *, skip_spark: bool, records_per_file: int = 0
+) -> None:
     from medlake.devtools import synth
-    from medlake.warehouse import queries
+    from medlake.warehouse import duckdb_memory, queries
 
     figures = bench.figures
-    wall, _, result = _measure_process(_medlake("build", "--lake", str(lake), "--full-refresh", "--no-docs"))
+    figures["duckdb_memory_limit"] = duckdb_memory.memory_limit()
+    wall, peak_mb, result = _measure_process(_medlake("build", "--lake", str(lake), "--full-refresh", "--no-docs"))
     if result.returncode != 0:
         raise RuntimeError(f"dbt build failed in the benchmark: {result.stdout[-3000:]}{result.stderr[-2000:]}")
     figures["dbt_build_full_s"] = round(wall, 2)
+    figures["dbt_build_peak_rss_mb"] = round(peak_mb)  # medlake + dbt + DuckDB (the process tree)
 
     figures["q3_median_ms"] = _median_ms(
         lambda: queries.covid_without_pneumonia(lake, month="2021-12", date_basis="label")
@@ -236,7 +285,13 @@ def _bench_dbt_and_queries(bench: BenchFigures, lake: Path, workdir: Path, exams
     # A new day's delivery: 1 % new files (new exams plus some re-deliveries), landed and built incrementally.
     increment = workdir / "delivery_increment"
     synth.generate_increment(
-        increment, exams=max(1, exams // 100), seed=8, base_exams=exams, base_seed=7, base_dicom_exams=0
+        increment,
+        exams=max(1, exams // 100),
+        seed=8,
+        base_exams=exams,
+        base_seed=7,
+        base_dicom_exams=0,
+        records_per_file=records_per_file,
     )
     land_wall, _, land_result = _measure_process(
         _medlake("land", "--input", str(increment), "--lake", str(lake), "--no-progress", "--format", "json")
@@ -244,10 +299,11 @@ def _bench_dbt_and_queries(bench: BenchFigures, lake: Path, workdir: Path, exams
     if land_result.returncode != 0:
         raise RuntimeError(f"incremental land failed: {land_result.stderr[-2000:]}")
     figures["land_incremental_s"] = round(land_wall, 2)
-    wall, _, result = _measure_process(_medlake("build", "--lake", str(lake), "--no-docs"))
+    wall, peak_mb, result = _measure_process(_medlake("build", "--lake", str(lake), "--no-docs"))
     if result.returncode != 0:
         raise RuntimeError(f"incremental dbt build failed: {result.stdout[-3000:]}{result.stderr[-2000:]}")
     figures["dbt_build_incremental_s"] = round(wall, 2)
+    figures["dbt_build_incremental_peak_rss_mb"] = round(peak_mb)
     bench.ratio("dbt_incremental_vs_full", "dbt_build_incremental_s", "dbt_build_full_s")
     # what an incremental build pays so readers never see it half done: copying the live warehouse
     copied = WAREHOUSE_COPY_LINE.search(result.stderr)

@@ -95,13 +95,14 @@ class _BlockWriter:
         self.stats.counts[f"{layout}_files"] += 1
 
     def _pack(self, exams: list[dict[str, Any]], inject_bad_record: bool) -> None:
-        """Write exams into files of 1-4 records (the real sample's sizes)."""
+        """Write exams into files of 1-4 records (the real sample's sizes), or of ``records_per_file``."""
         start = 0
+        fixed = self.spec.records_per_file
         while start < len(exams):
-            size = _FILE_SIZE_TABLE[int(self.random() * len(_FILE_SIZE_TABLE))]
+            size = fixed or _FILE_SIZE_TABLE[int(self.random() * len(_FILE_SIZE_TABLE))]
             chunk = exams[start : start + size]
             start += size
-            extra = inject_bad_record and len(chunk) < 4
+            extra = inject_bad_record and (len(chunk) < 4 or fixed > 0)
             self._write_exam_file(chunk, extra_bad_record=extra)
             inject_bad_record = inject_bad_record and not extra
 

@@ -47,6 +47,7 @@ class _BlockSpec:
     identity_seed: int  # seed of the exams' identities (the base delivery's seed, for an increment)
     base_exams: int = 0  # > 0: an increment; its re-deliveries are of base exam ids 1..base_exams
     base_dicom_exams: int = 0  # base exam ids 1..K have chest images (their re-deliveries stay chest)
+    records_per_file: int = 0  # > 0: files of this many records (a block's at most), else 1-4 like the sample
 
     @property
     def kind(self) -> str:

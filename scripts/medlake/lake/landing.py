@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medlake.errors import LandingError
+from medlake.lake import disk_space
 from medlake.lake import layout as lake_layout
 from medlake.lake.chunk import ChunkResult, RunContext, land_chunk
 from medlake.lake.files import DeliveryRoot
@@ -256,6 +257,7 @@ def land(
         relpaths = list_files(input_dir, directory, ignored)
         files_seen[entity] = len(relpaths)
         files_by_entity[entity] = relpaths
+    disk_space.check_landing(input_dir, lake, files_by_entity, image_entity=IMAGE)  # refuse before writing
     result = land_tasks(
         input_dir, lake, files_by_entity, delivery_date=delivery_date, workers=workers, progress=progress
     )

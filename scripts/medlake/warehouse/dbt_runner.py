@@ -35,10 +35,18 @@ from typing import BinaryIO
 
 from medlake.errors import DbtError
 from medlake.file_modes import restrict_umask
+from medlake.lake import disk_space, pseudonyms
 from medlake.lake import layout as lake_layout
-from medlake.lake import pseudonyms
 from medlake.settings import dbt_project_dir
-from medlake.warehouse import build_state, dbt_process, engines, pseudonym_table, sql_text, warehouse_swap
+from medlake.warehouse import (
+    build_state,
+    dbt_process,
+    duckdb_memory,
+    engines,
+    pseudonym_table,
+    sql_text,
+    warehouse_swap,
+)
 
 PROJECT_DIR = dbt_project_dir()  # $MEDLAKE_DBT_PROJECT_DIR, the checkout, or the packaged copy
 LAKE_TARGETS_DIR = PROJECT_DIR / "target" / "lakes"
@@ -57,6 +65,11 @@ DERIVED_LOCATION_VARIABLE = "MEDLAKE_DERIVED_LOCATION"
 # Statuses in run_results.json that mean the build failed (warnings do not).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+OUT_OF_MEMORY = "Out of Memory Error"  # DuckDB's error when it can neither allocate nor spill
+# dbt's log line as a node starts: "89 of 122 START sql table model marts.fct_medical_reports ..."
+NODE_START_LINE = re.compile(
+    r"(\d+) of (\d+) START (?:sql \w+ model|seed file|test|unit_test|snapshot|hook:) ([\w.:-]+)"
+)
 
 
 @dataclass(frozen=True)
@@ -166,6 +179,7 @@ def _dbt_environment(
     # No telemetry, no hub: medlake never needs the network at run time.
     env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     env["DO_NOT_TRACK"] = "1"
+    env.update(duckdb_memory.dbt_environment(lake))  # DuckDB's memory cap and spill folder
     env.update(extra or {})
     return env
 
@@ -238,14 +252,57 @@ def _outcomes(results: list[dict], statuses: frozenset[str]) -> tuple[NodeOutcom
     )
 
 
-def _failure_message(command: str, results: list[dict], output: str) -> str:
+def _failure_message(command: str, results: list[dict], output: str, *, returncode: int = 1, log_tail: str = "") -> str:
+    if returncode < 0:
+        return _killed_message(command, -returncode, log_tail or output)
     failed = _outcomes(results, FAILED_STATUSES)
     if failed:
         listed = "; ".join(f"{f.unique_id} ({f.status}{': ' + f.message if f.message else ''})" for f in failed[:10])
         more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
-        return f"dbt {command} failed on {len(failed)} node(s): {listed}{more}"
+        hint = ""
+        if OUT_OF_MEMORY in log_tail or any(OUT_OF_MEMORY in f.message for f in failed):
+            hint = (
+                f" - DuckDB reached its memory cap ({duckdb_memory.MEMORY_LIMIT_VARIABLE}="
+                f"{duckdb_memory.memory_limit()}) and could not spill: raise the cap or free disk in the lake"
+            )
+        return f"dbt {command} failed on {len(failed)} node(s): {listed}{more}{hint}"
     tail = "\n".join(ANSI_ESCAPE.sub("", output).strip().splitlines()[-15:])
     return f"dbt {command} failed before running any node (see dbt's output above){': ' + tail if tail else ''}"
+
+
+def _killed_message(command: str, signal_number: int, log_text: str) -> str:
+    """What to say when the kernel (or a user) killed dbt: which signal, where, and what to set."""
+    try:
+        name = signal.Signals(signal_number).name
+    except ValueError:
+        name = f"signal {signal_number}"
+    started = NODE_START_LINE.findall(ANSI_ESCAPE.sub("", log_text))
+    where = f" while running {started[-1][2]} (node {started[-1][0]} of {started[-1][1]})" if started else ""
+    message = f"dbt {command} was killed by {name}{where}"
+    if signal_number == signal.SIGKILL:
+        message += (
+            f": most likely the kernel's out-of-memory killer. DuckDB's cap was {duckdb_memory.memory_limit()};"
+            f" set {duckdb_memory.MEMORY_LIMIT_VARIABLE} lower (e.g. a third of this machine's memory) so DuckDB"
+            " spills to the lake's disk sooner, or stop other programs using memory"
+        )
+    return message
+
+
+def _log_offset(target_path: Path) -> int:
+    """Where this run's lines start in dbt's log (dbt appends to it across runs)."""
+    try:
+        return (target_path / "logs" / "dbt.log").stat().st_size
+    except OSError:
+        return 0
+
+
+def _log_since(target_path: Path, offset: int) -> str:
+    try:
+        with (target_path / "logs" / "dbt.log").open("rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def plan_build(
@@ -396,7 +453,9 @@ class _BuildRun:
 
 def _build_on_duckdb(run: _BuildRun) -> tuple[list[dict], bool, float]:
     """Build into a copy of the warehouse file, then publish it: (results, docs generated, copy seconds)."""
-    building, copy_s = warehouse_swap.prepare(run.lake, copy_live=not run.plan.full_refresh)
+    copy_live = not run.plan.full_refresh
+    disk_space.check_build(run.lake, lake_layout.warehouse_path(run.lake), copy_live=copy_live)  # before any write
+    building, copy_s = warehouse_swap.prepare(run.lake, copy_live=copy_live)
     if not run.quiet and building.is_file():
         size_mb = building.stat().st_size / 1e6
         print(
@@ -467,6 +526,7 @@ def _build_into(building: Path, run: _BuildRun) -> list[dict]:
     if not run.docs:
         # docs generate reuses the manifest; without docs nothing needs dbt's JSON artifacts
         arguments.append("--no-write-json")
+    log_offset = _log_offset(run.target_path)
     returncode, output = _run_dbt(
         arguments,
         run.lake,
@@ -479,7 +539,8 @@ def _build_into(building: Path, run: _BuildRun) -> list[dict]:
     )
     results = _read_run_results(run.target_path)
     if returncode != 0:
-        raise DbtError(_failure_message("build", results, output))
+        log_tail = _log_since(run.target_path, log_offset)
+        raise DbtError(_failure_message("build", results, output, returncode=returncode, log_tail=log_tail))
     return results
 
 
@@ -508,7 +569,7 @@ def _generate_docs(
         arguments, lake, target_path, warehouse=warehouse, quiet=quiet, lock_fd=None if lock is None else lock.fileno()
     )
     if returncode != 0:
-        raise DbtError(_failure_message("docs generate", _read_run_results(target_path), output))
+        raise DbtError(_failure_message("docs generate", _read_run_results(target_path), output, returncode=returncode))
     return True
 
 
