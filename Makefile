@@ -19,13 +19,14 @@ export DO_NOT_TRACK := 1
 # No hub downloads at run time, ever.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup orthanc-installed java-installed run test lint sample-lake pytest bench docs clean
+.PHONY: help setup orthanc-installed java-installed run test lint sample-lake pytest bench docs evaluate clean
 
 help:
 	@echo "make run    - set up, then run the main job on a synthetic data set (lake + PACS loop)"
 	@echo "make test   - set up, then lint (ruff, sqlfluff, hadolint), dbt build on the real sample, pytest"
 	@echo "make bench  - benchmarks (BENCH_EXAMS=$(BENCH_EXAMS))"
 	@echo "make docs   - serve the dbt docs on http://127.0.0.1:8080"
+	@echo "make evaluate EVALUATOR=DIR DBT_UTILS=DIR - dbt-project-evaluator on the dbt project"
 
 $(STAMP): requirements.lock pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -92,6 +93,13 @@ bench: setup
 
 docs: $(STAMP)
 	$(BIN)/medlake docs --lake data/demo/lake
+
+# dbt-project-evaluator on a scratch copy of the dbt project; never part of run/test (its packages are not
+# shipped). EVALUATOR, DBT_UTILS: checkouts of github.com/dbt-labs/dbt-project-evaluator and dbt-utils
+# (or $$MEDLAKE_DBT_PROJECT_EVALUATOR_DIR, $$MEDLAKE_DBT_UTILS_DIR). Exit 1 on a finding no exception covers.
+evaluate: $(STAMP)
+	$(BIN)/python -m medlake.devtools.project_evaluator $(if $(EVALUATOR),--evaluator $(EVALUATOR)) \
+	  $(if $(DBT_UTILS),--dbt-utils $(DBT_UTILS))
 
 clean:
 	rm -rf data/demo data/sample_lake data/bench target logs

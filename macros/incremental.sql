@@ -18,24 +18,57 @@
     Tests on the model use the same column to check only changed rows (changed_rows.sql).
 #}
 {% macro incremental_watermark() -%}
-    {%- set floor = "cast('1900-01-01 00:00:00' as " ~ dbt.type_timestamp() ~ ")" -%}
     {%- if not execute or not is_incremental() -%}
-        {{ return(floor) }}
+        {{ return(watermark_floor()) }}
     {%- endif -%}
     {%- set column = config.get('meta', {}).get('watermark_column') -%}
     {%- if not column -%}
         {{ exceptions.raise_compiler_error("incremental model " ~ this ~ " needs config meta.watermark_column") }}
     {%- endif -%}
-    {#-
-        As text, formatted by the engine in its session zone (UTC): a timestamp value fetched into
-        Python may come back in the process's local zone (pyspark does that), and a watermark an
-        hour late silently skips a delivery.
-    -#}
+    {{ return(watermark_in(this, column)) }}
+{%- endmacro %}
+
+{# A timestamp older than any data: "landed after it" means everything. #}
+{% macro watermark_floor() -%}
+    {{ return("cast('1900-01-01 00:00:00' as " ~ dbt.type_timestamp() ~ ")") }}
+{%- endmacro %}
+
+{#
+    The watermark of the incremental model a change-set model (int_*_changes, ephemeral) is for:
+    config meta `changes_of` names it. The change set is compiled into that model as it builds,
+    so this reads the same table, at the same moment, as the model's own incremental_watermark().
+    Floor when the model is not built yet or on --full-refresh (it then reads no change set).
+#}
+{% macro changes_watermark() -%}
+    {%- if not execute or flags.FULL_REFRESH -%}
+        {{ return(watermark_floor()) }}
+    {%- endif -%}
+    {%- set consumer_name = config.get('meta', {}).get('changes_of') -%}
+    {%- set consumer = graph.nodes.get('model.' ~ project_name ~ '.' ~ consumer_name) -%}
+    {%- if consumer is none -%}
+        {{ exceptions.raise_compiler_error("change set " ~ model.name ~ " needs config meta.changes_of naming a model") }}
+    {%- endif -%}
+    {%- set relation = adapter.get_relation(
+        database=consumer.database, schema=consumer.schema, identifier=consumer.alias
+    ) -%}
+    {%- if relation is none -%}
+        {{ return(watermark_floor()) }}
+    {%- endif -%}
+    {{ return(watermark_in(relation, consumer.config.meta.watermark_column)) }}
+{%- endmacro %}
+
+{#
+    The latest value of `column` in `relation`, as a timestamp literal (floor when it is empty).
+    As text, formatted by the engine in its session zone (UTC): a timestamp value fetched into
+    Python may come back in the process's local zone (pyspark does that), and a watermark an
+    hour late silently skips a delivery.
+#}
+{% macro watermark_in(relation, column) -%}
     {%- set latest = run_query(
-        "select " ~ dbt.cast("max(" ~ column ~ ")", api.Column.translate_type('string')) ~ " from " ~ this
+        "select " ~ dbt.cast("max(" ~ column ~ ")", api.Column.translate_type('string')) ~ " from " ~ relation
     ).columns[0].values()[0] -%}
     {%- if latest is none -%}
-        {{ return(floor) }}
+        {{ return(watermark_floor()) }}
     {%- endif -%}
     {#- the result table may have parsed the text back into a (naive, unshifted) datetime -#}
     {%- set latest_text = latest if latest is string else latest.isoformat(sep=' ') -%}

@@ -3,11 +3,11 @@
     file, read as a DICOM header, uploaded to Orthanc or classified. Each source contributes
     its latest row for the name; exams reach images only by file name.
 
-    Incremental, per image (strategy replace_partitions). An image changes when an exam that
-    references (or referenced) it gets a new record, or when its file or DICOM header lands after
-    the watermark. PACS tables carry no landing time and stay small (one row per image and run),
-    so every image they mention is recomputed on every build. An image nothing refers to any
-    more (its only exam now points elsewhere) yields a marker row without file_name and is deleted.
+    Incremental, per image (strategy replace_partitions): the names int_image_changes lists (an
+    exam that references or referenced the image got a new record, its file or DICOM header
+    landed after the watermark, or PACS touched it) are recomputed from all their rows. An image
+    nothing refers to any more (its only exam now points elsewhere) yields a marker row without
+    file_name and is deleted.
 #}
 
 {{ config(
@@ -19,9 +19,8 @@
     meta={'watermark_column': 'last_ingested_at'},
 ) }}
 
--- depends_on: {{ ref('stg_pacs__uploads') }} (read only by incremental builds)
+-- depends_on: {{ ref('int_image_changes') }} (read only by incremental builds)
 
-{%- set landed_after = incremental_watermark() %}
 {%- set dicom_columns = [
     'patient_id', 'patient_pseudonym', 'study_instance_uid', 'series_instance_uid', 'sop_instance_uid', 'sop_class_uid', 'modality',
     'body_part_examined', 'view_position', 'study_date', 'pixel_rows', 'pixel_columns', 'bits_stored',
@@ -52,57 +51,10 @@ sr_references as (
 
 {% if is_incremental() %}
 
-    -- the incremental branch reads exams, files and headers once more, only the names landed since
-    -- (each its own pruned scan: a CTE read twice would be materialised whole)
-    uploads as (
-
-        select * from {{ ref('stg_pacs__uploads') }}
-
-    ),
-
-    landed_exam_images as (
-
-        select image_file_name as file_name
-        from {{ ref('int_exam_records_ranked') }}
-        where exam_last_ingested_at > {{ landed_after }} and image_file_name is not null
-
-    ),
-
-    landed_files as (
-
-        select file_name from {{ ref('stg_imaging__image_files') }}
-        where ingested_at > {{ landed_after }}
-
-    ),
-
-    landed_dicoms as (
-
-        select file_name from {{ ref('stg_imaging__dicom_instances') }}
-        where ingested_at > {{ landed_after }}
-
-    ),
-
+    -- the names landed since, or touched by PACS: recomputed (int_image_changes)
     touched_names as (
 
-        -- every image named by any delivery of a changed exam: its old winner's image may lose the reference
-        select file_name from landed_exam_images
-        union distinct
-        select file_name from landed_files
-        union distinct
-        select file_name from landed_dicoms
-        union distinct
-        -- every image PACS ever touched (attempted uploads included): PACS tables carry no landing time
-        select file_name from uploads
-        where file_name is not null
-        union distinct
-        select file_name from pacs_images
-        union distinct
-        -- images an SR refers to through the SOP Instance UID of their DICOM header
-        select existing_images.file_name
-        from {{ this }} as existing_images
-        inner join uploads
-            on existing_images.sop_instance_uid = uploads.referenced_sop_instance_uid
-        where uploads.upload_kind = 'sr'
+        select * from {{ ref('int_image_changes') }}
 
     ),
 

@@ -2,7 +2,7 @@
     Every data-quality finding in one place, one row per finding, so analysts see what the
     deliveries got wrong: quarantined files/records/labels (int_quarantine_findings), exam flags
     (int_exam_findings), report/exam id mismatches and unpaired reports, unmapped label spellings,
-    invalid label values and contradictory labels.
+    invalid label values and contradictory labels (int_exam_label_assertions).
 
     It reads two marts on purpose: the report pairing lives only in fct_medical_reports and the
     winning labels only in bridge_exam_labels (both incremental); deriving them again here would
@@ -72,6 +72,17 @@ exam_labels as (
     {% if is_incremental() -%}
         where exam_key in (select exams.exam_key from exams)
     {%- endif %}
+
+),
+
+label_assertions as (
+
+    select * from {{ ref('int_exam_label_assertions') }}
+    where
+        is_contradictory
+    {% if is_incremental() %}
+        and exam_key in (select exams.exam_key from exams)
+    {% endif %}
 
 ),
 
@@ -146,16 +157,12 @@ contradiction_findings as (
         exam_key,
         cast(null as {{ string_type }}) as report_key,
         {{ dbt.concat(["'label asserted both true and false: '", 'label']) }} as detail,
-        min(source_file) as source_file,
-        min(record_position) as record_position,
+        source_file,
+        record_position,
         cast(null as integer) as label_position,
-        min(landing_run_id) as landing_run_id,
-        -- the labels all come from the exam's winning delivery: its landing time
-        min(ingested_at) as ingested_at
-    from exam_labels
-    where is_positive is not null
-    group by exam_key, label
-    having {{ is_asserted_both_ways('is_positive') }}
+        landing_run_id,
+        ingested_at
+    from label_assertions
 
 ),
 

@@ -1,11 +1,11 @@
 {#
-    One row per exam: its winning delivery, label counts from bridge_exam_labels, whether a
+    One row per exam: its winning delivery, label counts from int_exam_label_summary, whether a
     report pairs with it, data-quality flags.
 
-    Incremental, per exam (delete+insert on exam_key). An exam changes when a record of it lands
-    (new winner, labels, delivery_count) or when the pairing at one of its records' file slots
-    (file name + position) changes: a report or another exam record landed there. `last_ingested_at`
-    (latest landing of the exam or of a report paired with it) is the watermark.
+    Incremental, per exam (delete+insert on exam_key): the exams int_exam_changes lists (a record
+    of theirs landed, or a report or another exam record landed at one of their file slots) are
+    recomputed. `last_ingested_at` (latest landing of the exam or of a report paired with it) is
+    the watermark.
 #}
 
 {{ config(
@@ -16,9 +16,7 @@
     meta={'watermark_column': 'last_ingested_at'},
 ) }}
 
--- depends_on: {{ ref('int_exam_records_ranked') }} (read only by incremental builds)
-
-{%- set landed_after = incremental_watermark() %}
+-- depends_on: {{ ref('int_exam_changes') }} (read only by incremental builds)
 
 with
 
@@ -28,133 +26,38 @@ reports as (
 
 ),
 
--- an exam with a record landed since: int_exam_records_ranked just rewrote all its rows, so this
--- filter reads only the table's last row groups (min/max pruning), not every exam
-landed_exams as (
+label_summaries as (
 
-    select * from {{ ref('int_exams_deduplicated') }}
-    where exam_last_ingested_at > {{ landed_after }}
-
-),
-
-labels as (
-
-    select * from {{ ref('bridge_exam_labels') }}
+    select * from {{ ref('int_exam_label_summary') }}
 
 ),
 
 {% if is_incremental() %}
 
-    exam_records as (
+    exam_changes as (
 
-        select * from {{ ref('int_exam_records_ranked') }}
-
-    ),
-
-    -- the exams not landed since, read again by key (their own scan: a shared CTE would be materialised whole)
-    settled_exams as (
-
-        select * from {{ ref('int_exams_deduplicated') }}
-        where exam_last_ingested_at <= {{ landed_after }}
-
-    ),
-
-    changed_slots as (
-
-        select
-            source_file_name,
-            record_position
-        from exam_records
-        where ingested_at > {{ landed_after }}
-
-        union distinct
-
-        select
-            source_file_name,
-            record_position
-        from reports
-        where ingested_at > {{ landed_after }}
-
-    ),
-
-    -- exams at a changed slot whose own records did not change: a report may have moved to or from them
-    repaired_exams as (
-
-        select distinct exam_records.exam_key
-        from exam_records
-        inner join changed_slots
-            on
-                exam_records.source_file_name = changed_slots.source_file_name
-                and exam_records.record_position = changed_slots.record_position
-        where exam_records.exam_last_ingested_at <= {{ landed_after }}
+        select * from {{ ref('int_exam_changes') }}
 
     ),
 
 {% endif %}
 
+-- the exams int_exam_changes lists (every exam in a first or full build)
 exams as (
 
-    select * from landed_exams
-
-    {% if is_incremental() %}
-
-        union all
-
-        select * from settled_exams
-        where exam_key in (select repaired_exams.exam_key from repaired_exams)
-
-    {% endif %}
-
-),
-
-{% if is_incremental() %}
-
-    touched_exams as (
-
-        select exams.exam_key from exams
-
-    ),
-
-{% endif %}
-
-exam_labels as (
-
-    select * from labels
+    select * from {{ ref('int_exams_deduplicated') }}
     {% if is_incremental() -%}
-        where exam_key in (select touched_exams.exam_key from touched_exams)
+        where exam_key in (select exam_changes.exam_key from exam_changes)
     {%- endif %}
 
 ),
 
 label_summary as (
 
-    select
-        exam_key,
-        count(*) as label_count,
-        sum(case when is_positive then 1 else 0 end) as positive_label_count,
-        sum(case when is_label_mapped then 0 else 1 end) as unmapped_label_count,
-        sum(case when is_invalid_value then 1 else 0 end) as invalid_label_value_count
-    from exam_labels
-    group by exam_key
-
-),
-
--- the same canonical label asserted both true and false on one exam
-contradictions as (
-
-    select
-        exam_key,
-        count(*) as contradictory_label_count
-    from (
-        select
-            exam_key,
-            label
-        from exam_labels
-        where is_positive is not null
-        group by exam_key, label
-        having {{ is_asserted_both_ways('is_positive') }}
-    ) as contradictory_labels
-    group by exam_key
+    select * from label_summaries
+    {% if is_incremental() -%}
+        where exam_key in (select exam_changes.exam_key from exam_changes)
+    {%- endif %}
 
 ),
 
@@ -167,7 +70,7 @@ report_summary as (
     where
         exam_key is not null
     {% if is_incremental() %}
-        and exam_key in (select touched_exams.exam_key from touched_exams)
+        and exam_key in (select exam_changes.exam_key from exam_changes)
     {% endif %}
     group by exam_key
 
@@ -203,7 +106,7 @@ final as (
         exams.is_missing_published_at,
         coalesce(label_summary.unmapped_label_count, 0) > 0 as has_unmapped_labels,
         coalesce(label_summary.invalid_label_value_count, 0) > 0 as has_invalid_label_values,
-        coalesce(contradictions.contradictory_label_count, 0) > 0 as has_contradictory_labels,
+        coalesce(label_summary.contradictory_label_count, 0) > 0 as has_contradictory_labels,
         -- labels that were in the delivery but are not objects went to quarantine
         exams.label_entry_count > coalesce(label_summary.label_count, 0) as has_quarantined_labels,
         exams.extra_fields_json,
@@ -222,8 +125,6 @@ final as (
     from exams
     left join label_summary
         on exams.exam_key = label_summary.exam_key
-    left join contradictions
-        on exams.exam_key = contradictions.exam_key
     left join report_summary
         on exams.exam_key = report_summary.exam_key
 

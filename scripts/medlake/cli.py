@@ -180,7 +180,12 @@ PACS_OPTIONS = (
     arg("--workers", type=_positive_int, default=4, help="concurrent Orthanc requests (default 4)"),
     arg("--batch-size", type=_positive_int, default=8, help="inference batch size (default 8)"),
     arg("--land-batch", type=_positive_int, default=16, help="land predictions every N reported images (default 16)"),
-    arg("--sr-workers", type=_non_negative_int, default=None, help="processes building SRs (default: one per core)"),
+    arg(
+        "--sr-workers",
+        type=_non_negative_int,
+        default=None,
+        help="processes building SRs (default 0: a thread of this process; SRs are patched from a template)",
+    ),
     arg(
         "--max-connection-failures",
         type=_positive_int,
@@ -196,6 +201,13 @@ PACS_OPTIONS = (
         choices=["lateral"],
         default=[],
         help="gate: also classify lateral views (LL/RL/LATERAL); default frontal PA/AP only",
+    ),
+    arg(
+        "--min-age-years",
+        type=float,
+        default=18.0,
+        help="gate: skip patients younger than this (PatientAge, else birth date to study date; default 18, the "
+        "model's adult training data; 0: no limit); an unknown age is accepted, flagged age_absent",
     ),
     arg(
         "--require-body-part",
@@ -389,6 +401,14 @@ COMMANDS: tuple[Command, ...] = (
                 type=Path,
                 metavar="FILE",
                 help="senders, one AET@IP:PORT per line (# comments)",
+            ),
+            arg(
+                "--stable-age",
+                type=_positive_int,
+                default=None,
+                metavar="SECONDS",
+                help="Orthanc's StableAge: a series is announced stable (and `pacs watch` classifies it) this many "
+                "seconds after its last instance arrived (Orthanc's default 60); every result waits at least this long",
             ),
         ),
     ),

@@ -122,6 +122,7 @@ def orthanc(args: argparse.Namespace) -> int:
         aet=args.aet,
         modalities=args.modality,
         modalities_files=args.modalities_file,
+        stable_age_s=args.stable_age,
         fmt=args.format,
     )
 
@@ -148,6 +149,7 @@ def _pacs_options(args: argparse.Namespace) -> dict[str, Any]:
             allow_lateral="lateral" in args.allow_view,
             require_body_part=args.require_body_part,
             require_view=args.require_view,
+            min_age_years=args.min_age_years,
         ),
         "breaker_threshold": args.max_connection_failures,
     }

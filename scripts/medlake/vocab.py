@@ -107,6 +107,7 @@ class SkipReason(StrEnum):
     MULTI_FRAME = "multi_frame"
     NOT_GRAYSCALE = "not_grayscale"
     NON_HUMAN = "non_human"
+    AGE = "age"
     BODY_PART = "body_part"
     BODY_PART_MISSING = "body_part_missing"
     VIEW = "view"
@@ -124,6 +125,7 @@ class GateFlag(StrEnum):
     BODY_PART_ABSENT = "body_part_absent"
     VIEW_ABSENT = "view_absent"
     LATERAL_ALLOWED = "lateral_allowed"
+    AGE_ABSENT = "age_absent"
 
 
 class GateDecision(StrEnum):

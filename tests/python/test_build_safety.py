@@ -20,16 +20,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from lakehelpers import MARTS, mart_differences
 from medlake.devtools import synth
 from medlake.errors import LakeError
 from medlake.lake import landing
 from medlake.lake import layout as lake_layout
-from medlake.warehouse import dbt_runner, sql_text
+from medlake.warehouse import dbt_runner
 
 BASE_EXAMS = 2_000
 INCREMENT_EXAMS = 400
 SEED = 7
-MARTS = ("fct_exams", "bridge_exam_labels", "dim_labels", "dim_images", "fct_medical_reports", "fct_data_quality")
 SCRIPTS_DIR = Path(dbt_runner.__file__).resolve().parents[2]
 
 
@@ -118,21 +118,6 @@ def lock_holders(lake: Path) -> list[str]:
 def count_exams(warehouse: Path) -> int:
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         return connection.execute("select count(*) from marts.fct_exams").fetchone()[0]
-
-
-def mart_differences(warehouse_a: Path, warehouse_b: Path) -> dict[str, tuple[int, int]]:
-    differences = {}
-    with duckdb.connect() as connection:
-        connection.execute(f"attach {sql_text.string_literal(warehouse_a)} as a (read_only)")
-        connection.execute(f"attach {sql_text.string_literal(warehouse_b)} as b (read_only)")
-        for mart in MARTS:
-            differences[mart] = tuple(
-                connection.execute(
-                    f"select count(*) from (select * from {x}.marts.{mart} except all select * from {y}.marts.{mart})"
-                ).fetchone()[0]
-                for x, y in (("a", "b"), ("b", "a"))
-            )
-    return differences
 
 
 @pytest.fixture(scope="module")

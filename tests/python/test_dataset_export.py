@@ -24,7 +24,7 @@ import pytest
 
 from medlake.cli import main
 from medlake.dataset import ExportFilters, SplitSpec, export_dataset
-from medlake.dataset.deid import Deidentifier
+from medlake.dataset.deid import Deidentifier, Keys
 from medlake.dataset.splits import split_of
 from medlake.devtools import synth
 from medlake.errors import DatasetError
@@ -265,6 +265,7 @@ def test_no_deidentify_hands_out_the_stored_originals_by_hard_link(synthetic_lak
 
 
 def test_date_and_source_filters(synthetic_lake, tmp_path):
+    # the filters select on the real dates and source; only an identified export shows them
     out = tmp_path / "june"
     filters = ExportFilters(
         labels=("Covid",),
@@ -273,12 +274,28 @@ def test_date_and_source_filters(synthetic_lake, tmp_path):
         sources=("Hospital ABC",),
         include_unlabelled=True,
     )
-    export_dataset(synthetic_lake["lake"], out, filters=filters, progress=False)
+    export_dataset(synthetic_lake["lake"], out, filters=filters, deidentify=False, progress=False)
     rows = _manifest(out)
     assert rows
     assert all(dt.datetime(2021, 6, 1) <= row["published_at"] < dt.datetime(2021, 7, 1) for row in rows)
     assert {row["source"] for row in rows} == {"hospital ABC"}
     assert json.loads((out / "dataset.json").read_text())["filters"]["published_to"] == "2021-06-30"
+    # de-identified: the same exams; no source column; each date moved by its patient's own offset
+    deidentified = tmp_path / "june-deid"
+    export_dataset(synthetic_lake["lake"], deidentified, filters=filters, progress=False)
+    shifted = {row["exam_key"]: row for row in _manifest(deidentified)}
+    assert set(shifted) == {row["exam_key"] for row in rows}
+    assert "source" not in pq.read_schema(deidentified / "manifest.parquet").names
+    keys = Keys(pseudonyms.pseudonym_key(synthetic_lake["lake"]))
+    offsets = set()
+    for row in rows:
+        group = shifted[row["exam_key"]]["patient_key"] or f"exam:{row['exam_key']}"
+        offset = keys.date_offset_days(group)
+        assert shifted[row["exam_key"]]["published_at"] == row["published_at"] + dt.timedelta(days=offset)
+        offsets.add(offset)
+    assert len(offsets) > 1  # one offset per patient, not one per lake
+    card = json.loads((deidentified / "dataset.json").read_text())
+    assert "Hospital" not in json.dumps(card) and "path" not in card["lake"]
 
 
 def test_bad_requests_are_clear_errors(synthetic_lake, tmp_path, capsys):

@@ -16,10 +16,20 @@ import json
 import shutil
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pytest
 
+from lakehelpers import (
+    MARTS,
+    build,
+    exam_record,
+    label_record,
+    mart_counts,
+    mart_differences,
+    report_record,
+    scalar,
+    sql,
+)
 from medlake.devtools import synth
 from medlake.errors import LakeError
 from medlake.lake import landing
@@ -27,56 +37,9 @@ from medlake.lake import layout as lake
 from medlake.lake.raw_schema import RAW_TABLES
 from medlake.warehouse import build_state, dbt_runner
 
-MARTS = (
-    "fct_exams",
-    "bridge_exam_labels",
-    "dim_labels",
-    "dim_images",
-    "fct_medical_reports",
-    "fct_predictions",
-    "fct_model_runs",
-    "fct_data_quality",
-)
 LATER = 1638662400.0  # 2021-12-05T00:00:00Z: later than every sample publication
 EARLIER = 1600000000.0  # 2020-09-13: earlier than every sample publication
 NEW_EXAM_ID = 900001
-
-
-def sql(lake_dir: Path, statement: str, params: list | None = None) -> list[tuple]:
-    with duckdb.connect(str(lake.warehouse_path(lake_dir)), read_only=True) as connection:
-        return connection.execute(statement, params or []).fetchall()
-
-
-def scalar(lake_dir: Path, statement: str, params: list | None = None):
-    [(value,)] = sql(lake_dir, statement, params)
-    return value
-
-
-def mart_differences(warehouse_a: Path, warehouse_b: Path) -> dict[str, tuple[int, int]]:
-    """Rows of each mart in a but not b, and in b but not a (duplicates counted: EXCEPT ALL)."""
-    differences = {}
-    with duckdb.connect() as connection:
-        connection.execute(f"attach '{warehouse_a}' as a (read_only)")
-        connection.execute(f"attach '{warehouse_b}' as b (read_only)")
-        for mart in MARTS:
-            columns_a = connection.execute(f"select * from a.marts.{mart} limit 0").description
-            columns_b = connection.execute(f"select * from b.marts.{mart} limit 0").description
-            assert [c[0] for c in columns_a] == [c[0] for c in columns_b], mart
-            differences[mart] = tuple(
-                connection.execute(
-                    f"select count(*) from (select * from {x}.marts.{mart} except all select * from {y}.marts.{mart})"
-                ).fetchone()[0]
-                for x, y in (("a", "b"), ("b", "a"))
-            )
-    return differences
-
-
-def mart_counts(lake_dir: Path) -> dict[str, int]:
-    return {mart: scalar(lake_dir, f"select count(*) from marts.{mart}") for mart in MARTS}
-
-
-def build(lake_dir: Path, *, full_refresh: bool = False) -> dbt_runner.BuildSummary:
-    return dbt_runner.build(lake_dir, full_refresh=full_refresh, select=None, docs=False, quiet=True)
 
 
 def assert_equals_full_refresh(lake_dir: Path, scratch: Path) -> dict[str, int]:
@@ -96,62 +59,40 @@ def assert_equals_full_refresh(lake_dir: Path, scratch: Path) -> dict[str, int]:
 # --- deliveries --------------------------------------------------------------------------
 
 
-def _label(classification: str, value: object, labelled_date: str = "2021-12-05") -> dict:
-    return {
-        "classification": classification,
-        "labelled_by": "Incremental Test",
-        "labelled_date": labelled_date,
-        "labelling_method": "physician",
-        "classification_type": "binary",
-        "value": value,
-    }
-
-
-def _exam(exam_id: int | None, published: float, labels: list[dict], image_uri: str, body_part: str | None) -> dict:
-    content: dict = {"source": ["hospital ABC"], "dataset_type": "private", "dataset": "batch"}
-    if exam_id is not None:
-        content["id"] = exam_id
-    if body_part is not None:
-        content["body_part"] = body_part
-    content |= {"image_path": image_uri, "labels": labels}
-    return {"content": content, "publication_timestamp": published}
-
-
-def _report(exam_id: int | None, text: str) -> dict:
-    content: dict = {"report_date": "2021-12-06", "reported_by": "Dr. Incremental", "text": text}
-    if exam_id is not None:
-        content["exam_id"] = exam_id
-    return {"content": content}
-
-
 def write_delivery_a(delivery: Path, sample_dir: Path, sample: dict) -> None:
     """New exams plus re-deliveries of sample exams, with their reports, a corrected report file and bad files."""
     (delivery / "exam").mkdir(parents=True)
     (delivery / "medical_report").mkdir()
     exams = [
         # exam 58 wins with a later publication, new labels and ANOTHER image: its old image loses its only exam
-        _exam(58, LATER, [_label("Pneumonia", "True"), _label("hernia", False)], "gs://incremental/58-v2.dcm", "CHEST"),
+        exam_record(
+            58,
+            LATER,
+            [label_record("Pneumonia", "True"), label_record("hernia", False)],
+            "gs://incremental/58-v2.dcm",
+            "CHEST",
+        ),
         # the exam without body part comes back later with one and NO labels: its old labels must go
-        _exam(sample["no_body_part_id"], LATER, [], sample["no_body_part_uri"], "CHEST"),
+        exam_record(sample["no_body_part_id"], LATER, [], sample["no_body_part_uri"], "CHEST"),
         # exam 12 re-delivered with an EARLIER publication: it must not win (but is delivered twice)
-        _exam(12, EARLIER, [_label("covid", True, "2020-09-01")], "gs://incremental/12-old.dcm", "CHEST"),
+        exam_record(12, EARLIER, [label_record("covid", True, "2020-09-01")], "gs://incremental/12-old.dcm", "CHEST"),
         # a brand-new exam and a new exam without an id
-        _exam(
+        exam_record(
             NEW_EXAM_ID,
             LATER,
-            [_label("covid19", "true"), _label("Effusion", "false")],
+            [label_record("covid19", "true"), label_record("Effusion", "false")],
             "gs://incremental/n.dcm",
             "CHEST",
         ),
-        _exam(None, LATER, [_label("tumor", True)], "gs://incremental/no-id.dcm", "BREAST"),
+        exam_record(None, LATER, [label_record("tumor", True)], "gs://incremental/no-id.dcm", "BREAST"),
     ]
     (delivery / "exam" / "incremental_a.json").write_text(json.dumps(exams))
     reports = [
-        _report(58, "Pneumonia."),
-        _report(sample["no_body_part_id"], "Clear."),
-        _report(12, "Old."),
-        _report(NEW_EXAM_ID, "Covid."),
-        _report(None, "No id."),
+        report_record(58, "Pneumonia."),
+        report_record(sample["no_body_part_id"], "Clear."),
+        report_record(12, "Old."),
+        report_record(NEW_EXAM_ID, "Covid."),
+        report_record(None, "No id."),
     ]
     (delivery / "medical_report" / "incremental_a.json").write_text(json.dumps(reports))
     # a corrected version of exam 58's original report file: same path, new content -> replaces that report
@@ -161,7 +102,7 @@ def write_delivery_a(delivery: Path, sample_dir: Path, sample: dict) -> None:
     records[0]["content"]["text"] = "Corrected: no finding."
     (delivery / sample["report_58_file"]).write_text(json.dumps(corrected))
     # a report with no exam file of its name, and an exam file that is not JSON
-    (delivery / "medical_report" / "lonely.json").write_text(json.dumps([_report(NEW_EXAM_ID + 1, "Alone.")]))
+    (delivery / "medical_report" / "lonely.json").write_text(json.dumps([report_record(NEW_EXAM_ID + 1, "Alone.")]))
     (delivery / "exam" / "broken.json").write_text('[{"content": {"id": 77')
 
 
@@ -170,14 +111,18 @@ def write_delivery_b(delivery: Path, sample_dir: Path, sample: dict) -> None:
     (delivery / "exam").mkdir(parents=True)
     (delivery / "medical_report").mkdir()
     # the incremental_a reports again, corrected: new versions of five existing reports, no exam with them
-    reports = [_report(58, "Pneumonia, confirmed."), _report(sample["no_body_part_id"], "Clear."), _report(12, "Old.")]
-    reports += [_report(NEW_EXAM_ID, "Covid, confirmed."), _report(None, "Still no id.")]
+    reports = [
+        report_record(58, "Pneumonia, confirmed."),
+        report_record(sample["no_body_part_id"], "Clear."),
+        report_record(12, "Old."),
+    ]
+    reports += [report_record(NEW_EXAM_ID, "Covid, confirmed."), report_record(None, "Still no id.")]
     (delivery / "medical_report" / "incremental_a.json").write_text(json.dumps(reports))
     # exam 12's original file, corrected: a later publication with one label, at the same file and position
     exam_12 = json.loads((sample_dir / sample["exam_12_file"]).read_text())
     records = exam_12 if isinstance(exam_12, list) else [exam_12]
     records[0]["publication_timestamp"] = LATER
-    records[0]["content"]["labels"] = [_label("edema", True)]
+    records[0]["content"]["labels"] = [label_record("edema", True)]
     (delivery / sample["exam_12_file"]).write_text(json.dumps(exam_12))
 
 

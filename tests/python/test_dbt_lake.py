@@ -12,48 +12,16 @@ import json
 import shutil
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pytest
 
+from lakehelpers import MARTS, exam_record, label_record, land_and_build, mart_counts, scalar, sql
 from medlake.devtools import synth
 from medlake.errors import DbtError
 from medlake.lake import landing
 from medlake.lake import layout as lake
 from medlake.lake.raw_schema import RAW_TABLES
 from medlake.warehouse import dbt_runner, queries
-
-MARTS = (
-    "fct_exams",
-    "bridge_exam_labels",
-    "dim_labels",
-    "dim_images",
-    "fct_medical_reports",
-    "fct_predictions",
-    "fct_model_runs",
-    "fct_data_quality",
-    "fct_gate_decisions",
-)
-
-
-def sql(lake_dir: Path, statement: str, params: list | None = None) -> list[tuple]:
-    with duckdb.connect(str(lake.warehouse_path(lake_dir)), read_only=True) as connection:
-        return connection.execute(statement, params or []).fetchall()
-
-
-def scalar(lake_dir: Path, statement: str, params: list | None = None):
-    [(value,)] = sql(lake_dir, statement, params)
-    return value
-
-
-def land_and_build(delivery: Path, lake_dir: Path) -> Path:
-    landing.land(delivery, lake_dir, delivery_date=None, workers=None, progress=False)
-    dbt_runner.build(lake_dir, full_refresh=False, select=None, docs=False, quiet=True)
-    return lake_dir
-
-
-def mart_counts(lake_dir: Path) -> dict[str, int]:
-    return {mart: scalar(lake_dir, f"select count(*) from marts.{mart}") for mart in MARTS}
 
 
 @pytest.fixture
@@ -182,38 +150,14 @@ REDELIVERED_AT = 1638662400.0  # 2021-12-05T00:00:00Z: later than every sample p
 OLDER_THAN_SAMPLE = 1600000000.0  # 2020-09-13: earlier than every sample publication
 
 
-def _label(classification: str, value: object, labelled_date: str) -> dict:
-    return {
-        "classification": classification,
-        "labelled_by": "Re Delivery",
-        "labelled_date": labelled_date,
-        "labelling_method": "physician",
-        "classification_type": "binary",
-        "value": value,
-    }
-
-
-def _exam(exam_id: int, published: float, labels: list[dict], image_uri: str) -> dict:
-    content = {
-        "id": exam_id,
-        "source": ["hospital ABC"],
-        "dataset_type": "private",
-        "dataset": "batch",
-        "body_part": "CHEST",
-        "image_path": image_uri,
-        "labels": labels,
-    }
-    return {"content": content, "publication_timestamp": published}
-
-
 def _write_redelivery(delivery: Path, image_uri_58: str) -> None:
     (delivery / "exam").mkdir(parents=True)
     (delivery / "medical_report").mkdir()
     # exam 58, re-delivered later (same image) with different labels: they replace the old ones
-    new_labels = [_label("Pneumonia", "True", "2021-12-05"), _label("hernia", False, "2021-12-05")]
-    exam_58 = _exam(58, REDELIVERED_AT, new_labels, image_uri_58)
+    new_labels = [label_record("Pneumonia", "True", "2021-12-05"), label_record("hernia", False, "2021-12-05")]
+    exam_58 = exam_record(58, REDELIVERED_AT, new_labels, image_uri_58)
     # exam 12, re-delivered with an OLDER publication: it must not win
-    exam_12 = _exam(12, OLDER_THAN_SAMPLE, [_label("covid", True, "2020-09-01")], "gs://redelivery/12.dcm")
+    exam_12 = exam_record(12, OLDER_THAN_SAMPLE, [label_record("covid", True, "2020-09-01")], "gs://redelivery/12.dcm")
     (delivery / "exam" / "redelivery.json").write_text(json.dumps([exam_58, exam_12]))
     report = {"content": {"exam_id": 58, "report_date": "2021-12-06", "reported_by": "Dr. R", "text": "Pneumonia."}}
     (delivery / "medical_report" / "redelivery.json").write_text(json.dumps([report]))

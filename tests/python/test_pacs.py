@@ -145,7 +145,7 @@ def test_results_json_and_lake_tables(first_run, shared_dicom_dir):
     assert [u["source_file"] for u in skipped] == ["SOURCE.md"] and "not a readable DICOM file" in skipped[0]["error"]
     decisions = {d["source"]: d for d in lake.read_raw(work / "lake", "pacs_gate_decisions").to_pylist()}
     assert (decisions[DOG_DX]["decision"], decisions[DOG_DX]["reason_code"]) == ("skipped", "non_human")
-    assert decisions["chest/" + NCCID_NAME]["gate_flags"] == "body_part_absent;view_absent"
+    assert decisions["chest/" + NCCID_NAME]["gate_flags"] == "body_part_absent;view_absent;age_absent"
 
 
 def test_rerun_is_a_new_run_that_stores_nothing_new(first_run, pacs_server, shared_dicom_dir):

@@ -144,7 +144,7 @@ def test_mixed_study_yields_one_sr_and_every_skip_in_the_lake(
         per_image = Counter(p["sop_instance_uid"] for p in lake.read_raw(wide_lake, "predictions").to_pylist())
         assert per_image == {pa.sop_instance_uid: 18, lateral.sop_instance_uid: 18}
         flags = {p["sop_instance_uid"]: p["gate_flags"] for p in lake.read_raw(wide_lake, "predictions").to_pylist()}
-        assert flags[lateral.sop_instance_uid] == "lateral_allowed"
+        assert flags[lateral.sop_instance_uid] == "lateral_allowed;age_absent"  # synthetic: no birth date
         assert wide["ok"] and wide["counts"]["classify_failed"] == 0
         run = max(lake.read_raw(wide_lake, "model_runs").to_pylist(), key=lambda r: r["finished_at"])
         policy = json.loads(run["gate_policy"])

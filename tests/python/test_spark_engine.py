@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from lakehelpers import IN_CI, MARTS
 from medlake.devtools import synth
 from medlake.errors import MedlakeError
 from medlake.lake import landing
@@ -34,18 +35,6 @@ from medlake.warehouse import dbt_runner, queries, spark
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
 
-# the marts every lake has at least (the comparison takes whatever marts DuckDB's warehouse holds)
-MARTS = (
-    "fct_exams",
-    "bridge_exam_labels",
-    "dim_labels",
-    "dim_images",
-    "fct_medical_reports",
-    "fct_predictions",
-    "fct_model_runs",
-    "fct_data_quality",
-)
-IN_CI = os.environ.get("CI", "").lower() == "true"
 NON_UTC_ZONE = "Europe/Berlin"  # UTC+1 in winter, +2 in summer: a local-time watermark is an hour or two late
 BASE_EXAMS, BASE_SEED = 400, 31
 

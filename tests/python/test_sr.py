@@ -154,11 +154,18 @@ def test_every_shared_file_gets_a_valid_sr(shared_dicom_dir, tmp_path):
             assert evaluation.value == (sr_builder.PRESENT if finding.is_positive else sr_builder.ABSENT)
             sites = [site.value for site in group.finding_sites]
             assert sites == ([sr_codes.LUNG] if finding.pathology in sr_codes.FINDING_SITES else [])
-        # When and who: the run's time in UTC, the algorithm as contributing equipment, counted number.
-        assert (sr.ContentDate, sr.ContentTime) == RUN_AT_UTC
-        assert (sr.SeriesDate, sr.SeriesTime) == RUN_AT_UTC
-        assert (sr.InstanceCreationDate, sr.InstanceCreationTime) == RUN_AT_UTC
-        assert sr.TimezoneOffsetFromUTC == "+0000"
+        # When and who: the run's time (in the source's offset if it has one, else UTC), the algorithm
+        # as contributing equipment, counted number.
+        offset = source.get("TimezoneOffsetFromUTC")
+        when = (
+            RUN_AT_UTC
+            if offset is None
+            else tuple(sr_builder.sr_clock(RUN_AT, source).strftime("%Y%m%d %H%M%S").split())
+        )
+        assert (sr.ContentDate, sr.ContentTime) == when
+        assert (sr.SeriesDate, sr.SeriesTime) == when
+        assert (sr.InstanceCreationDate, sr.InstanceCreationTime) == when
+        assert sr.TimezoneOffsetFromUTC == (offset or "+0000")
         assert sr.InstanceNumber == 7
         assert "not for diagnostic use" in sr.SeriesDescription
         equipment = algorithm_equipment(sr)
@@ -294,3 +301,43 @@ def test_instance_numbers_come_from_the_srs_orthanc_holds(orthanc_server, shared
         later = SrInstanceNumbers.from_orthanc(client)
         assert later.for_source(j2ki, UNTRAINED) == 2
         assert later.for_source(uncr, UNTRAINED) == 1
+
+
+def test_source_timezone_offset_is_kept_and_the_sr_times_are_stated_in_it(shared_dicom_dir, tmp_path):
+    """Issue 17: the SR said +0000 while its copied StudyDate/Time were a +0100 source's local time."""
+    source = read_dataset(shared_files(shared_dicom_dir)[0], stop_before_pixels=True)
+    source.TimezoneOffsetFromUTC = "+0100"
+    source.StudyDate, source.StudyTime = "20261129", "233000"
+    built = build(source)
+    sr = read_sr(built)
+    assert sr.TimezoneOffsetFromUTC == "+0100"
+    assert (sr.StudyDate, sr.StudyTime) == ("20261129", "233000")  # the source's, untouched
+    # RUN_AT is 02:05:06 UTC: 03:05:06 at +0100, for content, series and instance creation alike.
+    assert (sr.ContentDate, sr.ContentTime) == ("20261130", "030506")
+    assert (sr.SeriesDate, sr.SeriesTime) == (sr.InstanceCreationDate, sr.InstanceCreationTime) == sr_clock(sr)
+    assert algorithm_equipment(sr).ContributionDateTime == "".join(RUN_AT_UTC) + "+0000"  # DT: its own offset
+    west = source.copy()
+    west.TimezoneOffsetFromUTC = "-0530"
+    assert (read_sr(build(west)).ContentDate, read_sr(build(west)).ContentTime) == ("20261129", "203506")
+    # An invalid offset is not trusted: UTC, said so.
+    source.TimezoneOffsetFromUTC = "+9999"
+    sr = read_sr(build(source))
+    assert (sr.TimezoneOffsetFromUTC, sr.ContentDate, sr.ContentTime) == ("+0000", *RUN_AT_UTC)
+    out = tmp_path / "tz.dcm"
+    out.write_bytes(built.data)
+    assert sr_builder.validate(out).ok
+
+
+def sr_clock(sr) -> tuple[str, str]:
+    return sr.ContentDate, sr.ContentTime
+
+
+def test_each_model_identity_gets_its_own_series_number(shared_dicom_dir):
+    """Issue 17: every model wrote SeriesNumber 9901, so two models' SR series shared one number."""
+    source = read_dataset(shared_files(shared_dicom_dir)[0], stop_before_pixels=True)
+    untrained, trained = read_sr(build(source, UNTRAINED)), read_sr(build(source, TRAINED))
+    assert untrained.SeriesNumber != trained.SeriesNumber
+    assert untrained.SeriesNumber == read_sr(build(source, UNTRAINED, instance_number=5)).SeriesNumber
+    for sr in (untrained, trained):
+        assert 990000 <= sr.SeriesNumber <= 999999
+        assert sr.SeriesNumber == sr_builder.sr_series_number(UNTRAINED if sr is untrained else TRAINED)

@@ -113,7 +113,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"# Training set exported from medlake {card['medlake_version']}",
         "",
         f"- created: {card['created_at']} by `{card['command']}`",
-        f"- lake: `{card['lake']['path']}`, build `{card['lake']['build_id']}` (built {card['lake']['built_at']})",
+        f"- lake: `{card['lake'].get('path', 'path withheld (de-identified)')}`, "
+        f"build `{card['lake']['build_id']}` (built {card['lake']['built_at']})",
         f"- medlake git commit: `{card['git_commit']}`",
         f"- manifest: `{MANIFEST}`, sha256 `{card['manifest']['sha256']}`, {card['rows']} rows",
         f"- filters: `{json.dumps(card['filters'])}`",
@@ -138,9 +139,25 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         f"Images: {json.dumps(card['images']['by_status'])}; reports: {card['reports']}.",
         "",
-        "Report texts are exported as delivered: medlake does not de-identify free text.",
-        "",
     ]
+    if card["deidentified"]:
+        deid = card["deidentification"]
+        documents = deid["documents"]
+        lines += [
+            "## De-identification",
+            "",
+            f"- DICOM: {deid['profile']} with the options {', '.join(deid['options'])} "
+            f"(action table: {deid['action_table']}).",
+            f"- Dates: {deid['dates']}.",
+            f"- Images other than DICOM: {deid['images'].split(': ', 1)[-1]}.",
+            f"- Documents (PDF and others): {documents['left_out']} left out; {documents['reason']}.",
+            f"- Source (institution) column: {deid['source_column']}.",
+            f"- Free text: {deid['free_text']}.",
+            f"- PHI check: {deid['phi_check']}.",
+            "",
+        ]
+    else:
+        lines += ["NOT de-identified: identifiers, report texts and documents are exported as delivered.", ""]
     return "\n".join(lines)
 
 

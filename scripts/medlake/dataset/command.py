@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import shlex
@@ -18,8 +19,17 @@ least one assertion of one of the --labels are exported (unless --include-unlabe
 
 Splits are by patient (the exam where no patient is known): a hash of the seed and the patient's
 pseudonym picks the split, so a re-export gives the same split and later exams never move a
-patient. De-identification (default): patient_key is the lake's keyed pseudonym; DICOMs follow the
-PS3.15 basic profile (dicognito: names, IDs, dates shifted, UIDs remapped consistently).
+patient.
+
+De-identification (default): patient_key is the lake's keyed pseudonym; DICOMs follow the PS3.15
+Basic Application Level Confidentiality Profile's action table with the Retain Longitudinal
+Temporal Information with Modified Dates option (one date offset per patient) and Clean
+Descriptors (kept only when provably clean); PNG/JPEG are re-encoded from their pixels; PDFs and
+other documents are left out (--include-documents to add them unchanged); the source column is
+left out (--include-source); report texts are scrubbed of every identifier the lake knows for the
+exam, which does NOT make free text guaranteed PHI-free. Before the export is published a PHI
+check searches every file for the identifiers the lake holds and refuses, naming file and field.
+`medlake dataset verify-deid DIR --lake LAKE` runs that check on any export.
 
 example:
   medlake dataset export --lake data/lake --out data/sets/chest-v1 \\
@@ -71,6 +81,16 @@ def add_parser(commands: argparse._SubParsersAction, default_lake: Path) -> None
         help="keep identifiers (patient_id column, original DICOMs): in-hospital use only",
     )
     export.add_argument(
+        "--include-documents",
+        action="store_true",
+        help="also export PDFs and other documents UNCHANGED (they cannot be de-identified; recorded)",
+    )
+    export.add_argument(
+        "--include-source",
+        action="store_true",
+        help="keep the source (institution) column in a de-identified export (recorded)",
+    )
+    export.add_argument(
         "--no-report-files",
         action="store_true",
         help="report texts only in the manifest's report_text column, no reports/*.txt (large exports)",
@@ -78,9 +98,22 @@ def add_parser(commands: argparse._SubParsersAction, default_lake: Path) -> None
     export.add_argument("--workers", type=int, default=None, help="processes for DICOM de-identification")
     export.add_argument("--no-progress", action="store_true", help="no progress bar")
     export.add_argument("--format", choices=["table", "json"], default="table", help="summary format")
+    verify = actions.add_parser(
+        "verify-deid",
+        help="search an export for every identifier the lake holds for its patients",
+        description="Search every file of the export DIR for the identifiers LAKE holds for the exported "
+        "patients (names, IDs, accession numbers, birth dates, real exam dates, institution, staff names): "
+        "the check every de-identified export passes before it is published. Exit 0 when none is found; "
+        "otherwise each finding names the file, the field and the kind of identifier (never the value).",
+    )
+    verify.add_argument("directory", type=Path, metavar="DIR", help="an export made by medlake dataset export")
+    verify.add_argument("--lake", type=Path, default=default_lake, help="the lake the export came from")
+    verify.add_argument("--format", choices=["table", "json"], default="table", help="result format")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dataset_action == "verify-deid":
+        return _verify(args)
     from medlake.dataset.export import export_dataset
     from medlake.dataset.filters import ExportFilters
     from medlake.dataset.splits import SplitSpec
@@ -101,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         filters=filters,
         split=SplitSpec.parse(args.split, seed=args.seed),
         deidentify=not args.no_deidentify,
+        include_documents=args.include_documents,
+        include_source=args.include_source,
         report_files=not args.no_report_files,
         workers=args.workers,
         progress=not args.no_progress,
@@ -110,12 +145,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from medlake.dataset.verify import verify_export
+
+    findings = verify_export(args.directory, args.lake)
+    if args.format == "json":
+        document = {"directory": str(args.directory), "clean": not findings}
+        document["findings"] = [dataclasses.asdict(finding) for finding in findings]
+        print(json.dumps(document, indent=2))
+    elif findings:
+        print(f"{len(findings)} identifier(s) the lake knows found in {args.directory}:")
+        for finding in findings:
+            print(f"  {finding}")
+    else:
+        print(f"{args.directory}: no identifier the lake holds for its patients was found")
+    return 0 if not findings else 3
+
+
 def _command_line(args: argparse.Namespace) -> str:
     """The export's command line as given (options left at their defaults omitted), for dataset.json."""
     parts = ["medlake", "dataset", "export"]
     for name, value in vars(args).items():
         if name in ("command", "dataset_action", "format", "no_progress", "workers") or value in (None, False):
             continue
+        if name == "source" and not args.no_deidentify and not args.include_source:
+            value = "[withheld]"  # an institution's name stays out of a de-identified export's card
         option = "--" + name.replace("_", "-")
         parts += [option] if value is True else [option, str(value)]
     return shlex.join(parts)

@@ -27,9 +27,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from medlake.dataset import card, manifest
+from medlake.dataset import card, manifest, privacy
+from medlake.dataset.deid.keys import Keys, Subject
 from medlake.dataset.files import ImageExporter, ImageOutcome, ImageStatus, ImageTask, method_counts, write_reports
 from medlake.dataset.filters import ExportFilters
+from medlake.dataset.phi_check import PhiFoundError, check_export
 from medlake.dataset.splits import Split, SplitSpec
 from medlake.errors import DatasetError
 from medlake.lake import pseudonyms
@@ -93,6 +95,8 @@ def export_dataset(
     filters: ExportFilters | None = None,
     split: SplitSpec | None = None,
     deidentify: bool = True,
+    include_documents: bool = False,
+    include_source: bool = False,
     report_files: bool = True,
     workers: int | None = None,
     progress: bool = True,
@@ -118,9 +122,20 @@ def export_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        seed = _deidentify_seed(lake) if deidentify else None
-        exporter = ImageExporter(staging, deidentify_seed=seed, workers=workers, progress=progress)
-        outcomes = exporter.run(_image_tasks(rows, lake))
+        keys = Keys(pseudonyms.pseudonym_key(lake)) if deidentify else None
+        known = privacy.known_identifiers(lake, rows) if deidentify else None
+        row_subjects: list[Subject | None] = [None] * rows.num_rows
+        if keys is not None:
+            rows, row_subjects = privacy.deidentify_rows(rows, keys, known, include_source=include_source)
+        exporter = ImageExporter(
+            staging,
+            pseudonym_key=keys.pseudonym_key if keys else None,
+            include_documents=include_documents,
+            workers=workers,
+            progress=progress,
+        )
+        outcomes = exporter.run(_image_tasks(rows, lake, row_subjects))
+        scope_rows = rows.select(["exam_key", "patient_key"])
         rows, dropped = _with_image_columns(rows, outcomes, require_image=filters.require_image)
         if report_files:
             reports = write_reports(staging, rows["report_path"].to_pylist(), rows["report_text"].to_pylist())
@@ -140,7 +155,18 @@ def export_dataset(
             "dropped_by_require_image": dropped,
         }
         dataset_card = _card(
-            lake, filters, split, deidentify, command, rows, manifest_sha256, images, reports, xrv_names
+            lake,
+            filters,
+            split,
+            deidentify,
+            command,
+            rows,
+            manifest_sha256,
+            images,
+            reports,
+            xrv_names,
+            include_documents=include_documents,
+            include_source=include_source,
         )
         dataset_card |= {
             "report_files": report_files,
@@ -149,6 +175,13 @@ def export_dataset(
             "label_counts": label_counts,
         }
         card.write_card(staging, dataset_card)
+        if keys is not None:
+            scope = privacy.check_scope(
+                known, scope_rows, keys, include_source=include_source, file_exams=file_exams(rows)
+            )
+            findings = check_export(staging, scope)
+            if findings:
+                raise PhiFoundError(findings, f"export not published to {out}")
         _swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -175,21 +208,29 @@ def _check_out(out: Path) -> None:
         raise DatasetError(f"{out} is not empty and holds no {card.DATASET_JSON}: not a medlake export, not touched")
 
 
-def _deidentify_seed(lake: Path) -> str:
-    from medlake.dataset.deid import anonymizer_seed
+def file_exams(rows: pa.Table) -> dict[str, str]:
+    """Which exam each image and report file of the export belongs to (the PHI check's date scope)."""
+    owners: dict[str, str] = {}
+    for column in ("image_path", "report_path"):
+        if column in rows.schema.names:
+            for path, exam in zip(rows[column].to_pylist(), rows["exam_key"].to_pylist(), strict=True):
+                if path:
+                    owners[path] = exam
+    return owners
 
-    return anonymizer_seed(pseudonyms.pseudonym_key(lake))
 
-
-def _image_tasks(rows: pa.Table, lake: Path) -> list[ImageTask]:
-    columns = rows.select(["planned_image_path", "object_relative_path", "orthanc_instance_id", "is_dicom"])
+def _image_tasks(rows: pa.Table, lake: Path, subjects: list[Subject | None]) -> list[ImageTask]:
+    names = ["planned_image_path", "object_relative_path", "orthanc_instance_id", "is_dicom", "image_media_type"]
+    columns = rows.select(names)
     tasks = []
     lake_root = str(lake.resolve())
-    for row, (destination, relative, instance, is_dicom) in enumerate(zip(*columns.to_pydict().values(), strict=True)):
+    for row, (destination, relative, instance, is_dicom, media_type) in enumerate(
+        zip(*columns.to_pydict().values(), strict=True)
+    ):
         if destination is None:
             continue
         object_path = os.path.join(lake_root, relative) if relative else None
-        tasks.append(ImageTask(row, destination, object_path, instance, bool(is_dicom)))
+        tasks.append(ImageTask(row, destination, object_path, instance, bool(is_dicom), media_type, subjects[row]))
     return tasks
 
 
@@ -225,17 +266,25 @@ def _card(
     images: dict[str, Any],
     reports: int,
     xrv_names: dict[str, str | None],
+    *,
+    include_documents: bool,
+    include_source: bool,
 ) -> dict[str, Any]:
     from medlake.dataset import deid
 
+    left_out = images["by_status"].get("left_out_document", 0)
+    filters_recorded = filters.to_dict()
+    if deidentify and not include_source and filters_recorded.get("sources"):
+        filters_recorded["sources"] = f"[{len(filters.sources)} source name(s) withheld: --include-source not given]"
     return {
         "format": card.FORMAT,
         "created_at": card.created_at(),
         "command": command,
         "medlake_version": card.version(),
         "git_commit": card.git_commit(),
-        "lake": {"path": str(lake.resolve()), **card.lake_build(lake)},
-        "filters": filters.to_dict(),
+        # a lake's path often names the hospital: kept only when identifiers are
+        "lake": ({} if deidentify else {"path": str(lake.resolve())}) | card.lake_build(lake),
+        "filters": filters_recorded,
         "split": {
             "shares": split.as_text(),
             "seed": split.seed,
@@ -246,9 +295,30 @@ def _card(
         "deidentified": deidentify,
         "deidentification": {
             "library": deid.LIBRARY,
-            "library_version": deid.library_version(),
+            "library_version": card.version(),
             "profile": deid.PROFILE,
+            "action_table": deid.SOURCE,
+            "options": list(deid.OPTIONS),
+            "method_codes": [
+                {"code_value": code, "coding_scheme": "DCM", "code_meaning": meaning}
+                for code, meaning in deid.METHOD_CODES
+            ],
             "patient_key": "HMAC-SHA-256 pseudonym with the lake's key (medlake.lake.pseudonyms)",
+            "dates": "shifted by one offset per patient (pseudonym; the exam where no patient is known), "
+            "365 to 3652 days back, an HMAC of the lake's key: DICOM dates, manifest published_at, dates in reports",
+            "images": "DICOM: the profile's action table; PNG/JPEG/GIF/TIFF: re-encoded from pixels, no metadata",
+            "documents": {
+                "included": include_documents,
+                "left_out": left_out,
+                "reason": "PDFs and other documents cannot be de-identified automatically"
+                if not include_documents
+                else "--include-documents: exported UNCHANGED, identifiers in them are not removed",
+            },
+            "source_column": "included (--include-source)" if include_source else "left out (institution names)",
+            "free_text": "report texts are scrubbed of every identifier the lake knows for the exam (patient "
+            "names and IDs from its DICOMs, accession numbers, labeller and reporter names, source names) and "
+            "their dates shifted; free text is NOT guaranteed free of other PHI",
+            "phi_check": "passed: no identifier the lake holds for the exported patients found in any file",
         }
         if deidentify
         else {"library": None, "note": "--no-deidentify: identifiers kept, for use inside the hospital only"},

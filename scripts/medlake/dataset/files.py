@@ -1,9 +1,12 @@
 """Putting an export's images and reports on disk, from the lake's object store or the PACS.
 
-An image that needs no rewriting (a non-DICOM file, or any file under ``--no-deidentify``) is a
-hard link to its object when the export is on the lake's file system (no bytes copied), else a
-copy. A DICOM is rewritten de-identified (:mod:`medlake.dataset.deid`), in worker processes when
-there are many. An image whose object is not in the store (a lake landed before the store
+De-identified (the default): a DICOM is rewritten by :mod:`medlake.dataset.deid`, in worker
+processes when there are many; a PNG/JPEG/GIF/TIFF is re-encoded from its pixels with no
+metadata (:mod:`medlake.dataset.raster`); a PDF or any other document cannot be cleaned
+automatically and is left out (status ``left_out_document``) unless the user opts in with
+``--include-documents``, which dataset.json records. Under ``--no-deidentify`` (or for an opted-in
+document) a file is a hard link to its object when the export is on the lake's file system (no
+bytes copied), else a copy. An image whose object is not in the store (a lake landed before the store
 existed) is fetched from Orthanc when the PACS holds it. Every image ends with a status in the
 manifest: nothing is dropped silently.
 """
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from medlake.dataset.deid.keys import Keys, Subject
+from medlake.dataset.raster import RASTER_FORMATS, UnreadableImageError, reencode
 from medlake.errors import MedlakeError
 from medlake.lake.files import HEAD_BYTES
 from medlake.lake.image_files import claims_dicom, looks_like_bare_dicom
@@ -35,6 +40,9 @@ class ImageStatus(StrEnum):
     PACS_FAILED = "pacs_failed"  # only in the PACS, and Orthanc could not return it
     UNREADABLE_DICOM = "unreadable_dicom"  # could not be read or written for de-identification
     BURNED_IN_ANNOTATION = "burned_in_annotation"  # pixels may show identifiers: not exported de-identified
+    UNREADABLE_IMAGE = "unreadable_image"  # a PNG/JPEG/... whose pixels cannot be decoded to re-encode them
+    LEFT_OUT_DOCUMENT = "left_out_document"  # a PDF or other document: cannot be cleaned, not exported
+    AMBIGUOUS = "ambiguous"  # the exam's image reference matches no single image by evidence: none exported
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,8 @@ class ImageTask:
     object_path: str | None  # absolute path of the object in the store
     orthanc_instance_id: str | None
     is_dicom: bool
+    media_type: str | None = None
+    subject: Subject | None = None  # whose file it is (pseudonym, date offset); None under --no-deidentify
 
 
 @dataclass(frozen=True)
@@ -59,18 +69,20 @@ class ImageOutcome:
 _WORKER_DEIDENTIFIER = None
 
 
-def _init_worker(seed: str) -> None:
+def _init_worker(pseudonym_key: bytes) -> None:
     global _WORKER_DEIDENTIFIER
     from medlake.dataset.deid import Deidentifier
 
-    _WORKER_DEIDENTIFIER = Deidentifier(seed)
+    _WORKER_DEIDENTIFIER = Deidentifier(Keys(pseudonym_key))
 
 
 def _deidentify_one(task: ImageTask, out: str, source: str) -> ImageOutcome:
     from medlake.dataset.deid import BurnedInAnnotationError, DeidentificationError
 
     try:
-        _WORKER_DEIDENTIFIER.deidentify_file(Path(source), Path(out, task.destination))  # type: ignore[union-attr]
+        _WORKER_DEIDENTIFIER.deidentify_file(  # type: ignore[union-attr]
+            Path(source), Path(out, task.destination), task.subject
+        )
     except BurnedInAnnotationError as exc:
         return ImageOutcome(task.row, ImageStatus.BURNED_IN_ANNOTATION, detail=str(exc))
     except DeidentificationError as exc:
@@ -86,10 +98,17 @@ class ImageExporter:
     """Exports a list of :class:`ImageTask` into ``out``, with a progress bar."""
 
     def __init__(
-        self, out: Path, *, deidentify_seed: str | None, workers: int | None = None, progress: bool = True
+        self,
+        out: Path,
+        *,
+        pseudonym_key: bytes | None,
+        include_documents: bool = False,
+        workers: int | None = None,
+        progress: bool = True,
     ) -> None:
         self.out = Path(out)
-        self.seed = deidentify_seed  # None: --no-deidentify, files go out as stored
+        self.pseudonym_key = pseudonym_key  # None: --no-deidentify, files go out as stored
+        self.include_documents = include_documents
         self.workers = workers or os.cpu_count() or 1
         self.progress = progress
         self._pacs = None
@@ -106,8 +125,15 @@ class ImageExporter:
                 if failure is not None:
                     outcomes.append(failure)
                     bar.update(1)
-                elif self.seed is not None and (task.is_dicom or _looks_like_dicom(source)):
+                elif self.pseudonym_key is not None and (task.is_dicom or _looks_like_dicom(source)):
                     rewrite.append((task, str(self.out), str(source)))
+                elif self.pseudonym_key is not None and task.media_type in RASTER_FORMATS:
+                    outcomes.append(self._reencode(task, source))
+                    bar.update(1)
+                elif self.pseudonym_key is not None and not self.include_documents:
+                    detail = f"{task.media_type or 'unknown type'}: a document cannot be de-identified automatically"
+                    outcomes.append(ImageOutcome(task.row, ImageStatus.LEFT_OUT_DOCUMENT, detail=detail))
+                    bar.update(1)
                 else:
                     method = link_or_copy(Path(source), self.out / task.destination)
                     outcomes.append(ImageOutcome(task.row, ImageStatus.EXPORTED, method=str(method)))
@@ -118,14 +144,23 @@ class ImageExporter:
         self._close()
         return sorted(outcomes, key=lambda outcome: outcome.row)
 
+    def _reencode(self, task: ImageTask, source: Path) -> ImageOutcome:
+        try:
+            reencode(Path(source), self.out / task.destination, task.media_type)  # type: ignore[arg-type]
+        except UnreadableImageError as exc:
+            return ImageOutcome(task.row, ImageStatus.UNREADABLE_IMAGE, detail=str(exc))
+        return ImageOutcome(task.row, ImageStatus.EXPORTED, method="reencoded")
+
     def _deidentify_all(self, items: list[tuple[ImageTask, str, str]]) -> Iterator[ImageOutcome]:
         if not items:
             return
         if len(items) < MIN_FILES_FOR_WORKERS or self.workers <= 1:
-            _init_worker(self.seed)  # type: ignore[arg-type]
+            _init_worker(self.pseudonym_key)  # type: ignore[arg-type]
             yield from map(_deidentify_task, items)
             return
-        with ProcessPoolExecutor(max_workers=self.workers, initializer=_init_worker, initargs=(self.seed,)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=self.workers, initializer=_init_worker, initargs=(self.pseudonym_key,)
+        ) as pool:
             yield from pool.map(_deidentify_task, items, chunksize=16)
 
     def _source_of(self, task: ImageTask) -> tuple[Path | None, ImageOutcome | None]:

@@ -1,13 +1,14 @@
 """The export's manifest as one DuckDB query over the marts: one row per exam image.
 
 Nothing here loops over exams in Python: the filters, the label pivot (CheXpert convention), the
-patient pseudonyms and the split are SQL over ``fct_exams``, ``bridge_exam_labels``,
+patient pseudonyms and the split are SQL over ``fct_exams``, ``int_exam_label_assertions``,
 ``dim_images``, ``fct_medical_reports`` (and ``fct_predictions``), so a million-exam lake gives
 its manifest in seconds. The only per-patient Python is the keyed pseudonym itself (HMAC with the
 lake's secret key, :mod:`medlake.lake.pseudonyms`), computed once per distinct patient.
 
 Label policy (per exam and label, over the label assertions of the exam's current delivery;
-assertions whose value could not be read as true/false are ignored):
+assertions whose value could not be read as true/false are ignored), as dbt's
+``int_exam_label_assertions.label_value`` defines it - the rule is written there only:
 
 * ``1``  every assertion is positive;
 * ``0``  every assertion is negative;
@@ -30,9 +31,14 @@ from medlake.lake import pseudonyms
 from medlake.lake.layout import raw_dir, warehouse_path
 from medlake.warehouse import sql_text
 
-POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
 # Columns the file stage needs and the published manifest does not carry.
-INTERNAL_COLUMNS = ("object_relative_path", "orthanc_instance_id", "is_dicom", "planned_image_path")
+INTERNAL_COLUMNS = (
+    "object_relative_path",
+    "orthanc_instance_id",
+    "is_dicom",
+    "planned_image_path",
+    "source_patient_id",  # the DICOM's Patient ID, for the PHI check only (never published de-identified)
+)
 _EXTENSIONS = {
     "application/dicom": ".dcm",
     "application/pdf": ".pdf",
@@ -128,22 +134,25 @@ _MODELS_SQL = "select distinct model_name from marts.fct_predictions order by 1"
 
 
 # Mart columns the export reads that older builds lack: a clear "rebuild" beats a binder error.
-_REQUIRED_COLUMNS = {"dim_images": ("object_path", "orthanc_instance_id", "is_in_pacs")}
+_REQUIRED_COLUMNS = {
+    ("marts", "dim_images"): ("object_path", "orthanc_instance_id", "is_in_pacs"),
+    ("intermediate", "int_exam_label_assertions"): ("label_value",),
+}
 
 
 def _check_marts(connection: duckdb.DuckDBPyConnection, lake: Path) -> None:
-    for table, columns in _REQUIRED_COLUMNS.items():
+    for (schema, table), columns in _REQUIRED_COLUMNS.items():
         present = {
             row[0]
             for row in connection.execute(
-                "select column_name from information_schema.columns where table_schema = 'marts' and table_name = ?",
-                [table],
+                "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+                [schema, table],
             ).fetchall()
         }
         absent = [column for column in columns if column not in present]
         if absent:
             raise DatasetError(
-                f"the warehouse of {lake} was built by an older medlake (marts.{table} lacks {', '.join(absent)}): "
+                f"the warehouse of {lake} was built by an older medlake ({schema}.{table} lacks {', '.join(absent)}): "
                 f"run `medlake build --lake {lake}` first"
             )
 
@@ -259,17 +268,10 @@ def _manifest_sql(filters: ExportFilters, split: SplitSpec, *, deidentify: bool)
             {"where " + " and ".join(exam_conditions) if exam_conditions else ""}
         ),
         assertions as (
-            select
-                exam_key,
-                label,
-                case
-                    when bool_or(is_positive) and bool_or(not is_positive) then {UNCERTAIN}
-                    when bool_or(is_positive) then {POSITIVE}
-                    else {NEGATIVE}
-                end as label_value
-            from marts.bridge_exam_labels
-            where label in (select unnest(?)) and is_positive is not null
-            group by exam_key, label
+            -- the CheXpert value as dbt defines it, contradiction rule included (one place: the model)
+            select exam_key, label, label_value
+            from intermediate.int_exam_label_assertions
+            where label in (select unnest(?)) and label_value is not null
         ),
         exam_labels as (
             select exam_key,
@@ -320,7 +322,8 @@ def _manifest_sql(filters: ExportFilters, split: SplitSpec, *, deidentify: bool)
                 {prediction_columns},
                 images.object_path as object_relative_path,
                 images.orthanc_instance_id,
-                coalesce(images.is_dicom, images.is_in_pacs, false) as is_dicom
+                coalesce(images.is_dicom, images.is_in_pacs, false) as is_dicom,
+                patients.patient_id as source_patient_id
             from exams
             {label_join} exam_labels on exams.exam_key = exam_labels.exam_key
             left join images on exams.image_file_name = images.file_name

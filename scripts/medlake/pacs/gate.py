@@ -17,14 +17,23 @@ multi_frame             NumberOfFrames > 1
 not_grayscale           PhotometricInterpretation is not MONOCHROME1/2, or SamplesPerPixel != 1
 non_human               PatientSpeciesDescription/-CodeSequence names a non-human species, or the
                         descriptions/institution carry a veterinary word (CANINE, FELINE, DOG, ...)
+age                     the patient is younger than ``--min-age-years`` (default 18: the model's
+                        training sets are adult chest films), from PatientAge or else PatientBirthDate
+                        and the study date; unknown: accepted and flagged ``age_absent``
 body_part               BodyPartExamined does not map to ``Chest`` through the lake's
                         ``body_part_taxonomy`` seed (``CHEST``, ``THORAX``, ``TORAX``, ``TÓRAX``);
-                        absent: accepted and flagged ``body_part_absent`` (``--require-body-part``:
-                        skipped as ``body_part_missing``)
+                        absent: the AnatomicRegionSequence decides (SNOMED CT Chest/Thorax, or a
+                        meaning the seed maps), else a body part the seed knows named in the
+                        study/series/protocol description without a chest word (``XR HAND LEFT``)
+                        skips; nothing said: accepted and flagged ``body_part_absent``
+                        (``--require-body-part``: skipped as ``body_part_missing``)
 view                    ViewPosition is not PA/AP (LL, RL, LATERAL, decubitus, oblique...); absent:
-                        a lateral named in the acquisition/series/protocol description still skips,
-                        otherwise accepted and flagged ``view_absent`` (``--require-view``: skipped
-                        as ``view_missing``); ``--allow-view lateral`` accepts laterals too
+                        the ViewCodeSequence decides (CID 4010: postero-anterior, antero-posterior
+                        or frontal pass; left/right lateral, oblique... skip), else a lateral,
+                        oblique or decubitus named in the acquisition/series/protocol description
+                        (or a study description naming only such views) still skips, otherwise
+                        accepted and flagged ``view_absent`` (``--require-view``: skipped as
+                        ``view_missing``); ``--allow-view lateral`` accepts laterals too
 ======================  ==========================================================================
 
 Skips are not failures: the loop lands each one with its reason and counts it.
@@ -34,6 +43,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import itertools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -70,6 +80,19 @@ VETERINARY_WORDS = re.compile(
     r"\b(CANINE|FELINE|EQUINE|BOVINE|OVINE|PORCINE|VETERINARY|VETERINARIAN|DOG|CAT|HORSE|VET)\b", re.IGNORECASE
 )
 LATERAL_WORDS = re.compile(r"\b(LATERAL|LAT)\b", re.IGNORECASE)
+OTHER_VIEW_WORDS = re.compile(r"\b(OBLIQUE|OBL|DECUBITUS|DECUB|LORDOTIC)\b", re.IGNORECASE)
+FRONTAL_WORDS = re.compile(r"\b(PA|AP|FRONTAL|POSTERO-?ANTERIOR|ANTERO-?POSTERIOR)\b", re.IGNORECASE)
+CHEST_WORDS = re.compile(r"\b(CHEST|THORAX|THORACIC|TORAX|TÓRAX|LUNGS?|CXR)\b", re.IGNORECASE)
+BODY_PART_TEXT_KEYWORDS = ("StudyDescription", "SeriesDescription", "ProtocolName")
+# AnatomicRegionSequence codes for the chest (PS3.16 CID 4031; older SNOMED/SRT spellings too).
+CHEST_REGION_CODES = frozenset({"816094009", "51185008", "43799004", "302551006", "T-D3000", "T-D3050"})
+# ViewCodeSequence (PS3.16 CID 4010): frontal = PA, AP, frontal; lateral = lateral, left/right lateral.
+FRONTAL_VIEW_CODES = frozenset({"272479007", "399348003", "399033003", "R-10214", "R-10206"})
+LATERAL_VIEW_CODES = frozenset({"399067008", "399173006", "399198007", "R-10236", "R-10232"})
+# The model's intended use: TorchXRayVision's training sets (NIH, CheXpert, MIMIC-CXR, PadChest...)
+# are overwhelmingly adult chest films; a child's differs (thymus, proportions, positioning).
+DEFAULT_MIN_AGE_YEARS = 18.0
+AGE_UNITS_DAYS = {"D": 1.0, "W": 7.0, "M": 365.25 / 12, "Y": 365.25}
 DESCRIPTION_KEYWORDS = (
     "AcquisitionDeviceProcessingDescription",
     "SeriesDescription",
@@ -99,6 +122,7 @@ class GatePolicy:
     allow_lateral: bool = False
     require_body_part: bool = False
     require_view: bool = False
+    min_age_years: float = DEFAULT_MIN_AGE_YEARS  # 0: no age limit
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +130,8 @@ class GatePolicy:
             "body_part_absent": "skip" if self.require_body_part else "accept_flagged",
             "view_absent": "skip" if self.require_view else "accept_flagged",
             "modalities": sorted(IMAGE_MODALITIES),
+            "min_age_years": self.min_age_years,
+            "age_absent": "accept_flagged",
         }
 
     def to_json(self) -> str:
@@ -187,6 +213,60 @@ def _species_codes(header: Header) -> list[str]:
     return [value.upper() for value in values if value]
 
 
+def _codes(header: Header, keyword: str) -> list[tuple[str, str]]:
+    """(CodeValue, CodeMeaning) of each item of a code sequence (pydicom Datasets or Orthanc dicts)."""
+    return [(_text(item, "CodeValue"), _text(item, "CodeMeaning")) for item in header.get(keyword) or []]
+
+
+def patient_age_years(header: Header) -> float | None:
+    """PatientAge (``003M``, ``045Y``...), else PatientBirthDate to the study (or series/content) date."""
+    match = re.fullmatch(r"(\d{1,3})\s*([DWMY])", _text(header, "PatientAge").upper())
+    if match:
+        return int(match.group(1)) * AGE_UNITS_DAYS[match.group(2)] / 365.25
+    birth = _date(_text(header, "PatientBirthDate"))
+    for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
+        when = _date(_text(header, keyword))
+        if birth is not None and when is not None and when >= birth:
+            return (when - birth).days / 365.25
+    return None
+
+
+def _date(text: str):
+    import datetime as dt
+
+    try:
+        return dt.datetime.strptime(text[:8], "%Y%m%d").date() if len(text) >= 8 else None
+    except ValueError:
+        return None
+
+
+def _described_body_part(header: Header, taxonomy: BodyPartTaxonomy) -> tuple[str, str] | None:
+    """(keyword, body part) when a description names a non-chest body part the seed knows and no chest."""
+    for keyword in BODY_PART_TEXT_KEYWORDS:
+        text = _text(header, keyword)
+        if not text or CHEST_WORDS.search(text):
+            continue
+        words = re.findall(r"[^\W\d_]+", text)
+        for phrase in [" ".join(pair) for pair in itertools.pairwise(words)] + words:
+            canonical = taxonomy.canonical(phrase)
+            if canonical is not None and canonical != CHEST:
+                return keyword, canonical
+    return None
+
+
+def _coded_view(header: Header) -> tuple[str, str] | None:
+    """('frontal' | 'lateral' | 'other', meaning) from the ViewCodeSequence, None if it is empty."""
+    for value, meaning in _codes(header, "ViewCodeSequence"):
+        text = meaning.lower()
+        if value in FRONTAL_VIEW_CODES or text in {"postero-anterior", "antero-posterior", "frontal"}:
+            return "frontal", meaning or value
+        if value in LATERAL_VIEW_CODES or text in {"lateral", "left lateral", "right lateral"}:
+            return "lateral", meaning or value
+        if value or meaning:
+            return "other", meaning or value
+    return None
+
+
 # --- the rules ----------------------------------------------------------------------------
 
 Check = Callable[[Header, GatePolicy, BodyPartTaxonomy], GateResult | None]
@@ -249,9 +329,33 @@ def _check_species(header: Header, policy: GatePolicy, taxonomy: BodyPartTaxonom
     return None
 
 
+def _check_age(header: Header, policy: GatePolicy, taxonomy: BodyPartTaxonomy) -> GateResult | None:
+    age = patient_age_years(header)
+    if age is not None and policy.min_age_years > 0 and age < policy.min_age_years:
+        shown = _text(header, "PatientAge") or f"{age:.1f} years (birth date to study date)"
+        return GateResult.skip(
+            SkipReason.AGE, f"patient age {shown}: under {policy.min_age_years:g} years (the model reads adults)"
+        )
+    return None
+
+
 def _check_body_part(header: Header, policy: GatePolicy, taxonomy: BodyPartTaxonomy) -> GateResult | None:
     body_part = _text(header, "BodyPartExamined")
     if not body_part:
+        regions = [(value, meaning) for value, meaning in _codes(header, "AnatomicRegionSequence") if value or meaning]
+        if regions:
+            if any(value in CHEST_REGION_CODES or taxonomy.canonical(meaning) == CHEST for value, meaning in regions):
+                return None
+            named = ", ".join(meaning or value for value, meaning in regions)
+            return GateResult.skip(
+                SkipReason.BODY_PART, f"no BodyPartExamined; AnatomicRegionSequence {named}: not a chest"
+            )
+        described = _described_body_part(header, taxonomy)
+        if described is not None:
+            keyword, canonical = described
+            return GateResult.skip(
+                SkipReason.BODY_PART, f"no BodyPartExamined; {keyword} names {canonical}, not a chest"
+            )
         if policy.require_body_part:
             return GateResult.skip(SkipReason.BODY_PART_MISSING, "BodyPartExamined absent (--require-body-part)")
         return None
@@ -268,10 +372,23 @@ def _check_view(header: Header, policy: GatePolicy, taxonomy: BodyPartTaxonomy) 
         if view in FRONTAL_VIEWS or (policy.allow_lateral and view in LATERAL_VIEWS):
             return None
         return GateResult.skip(SkipReason.VIEW, f"ViewPosition {view}: the model reads frontal (PA/AP) views")
-    if not policy.allow_lateral:
-        for keyword in VIEW_TEXT_KEYWORDS:
-            if LATERAL_WORDS.search(_text(header, keyword)):
-                return GateResult.skip(SkipReason.VIEW, f"no ViewPosition, and {keyword} names a lateral view")
+    coded = _coded_view(header)
+    if coded is not None:
+        kind, meaning = coded
+        if kind == "frontal" or (kind == "lateral" and policy.allow_lateral):
+            return None
+        return GateResult.skip(
+            SkipReason.VIEW, f"no ViewPosition; ViewCodeSequence {meaning}: the model reads frontal (PA/AP) views"
+        )
+    for keyword in VIEW_TEXT_KEYWORDS:
+        text = _text(header, keyword)
+        if OTHER_VIEW_WORDS.search(text) or (not policy.allow_lateral and LATERAL_WORDS.search(text)):
+            return GateResult.skip(SkipReason.VIEW, f"no ViewPosition, and {keyword} names a non-frontal view")
+    study = _text(header, "StudyDescription")  # a study's words name its views: only a study with no frontal
+    if not FRONTAL_WORDS.search(study) and (
+        OTHER_VIEW_WORDS.search(study) or (not policy.allow_lateral and LATERAL_WORDS.search(study))
+    ):
+        return GateResult.skip(SkipReason.VIEW, "no ViewPosition, and StudyDescription names only non-frontal views")
     if policy.require_view:
         return GateResult.skip(SkipReason.VIEW_MISSING, "ViewPosition absent (--require-view)")
     return None
@@ -291,6 +408,7 @@ RULES: tuple[Rule, ...] = (
     Rule(SkipReason.MULTI_FRAME, "a single frame", _check_frames),
     Rule(SkipReason.NOT_GRAYSCALE, "grayscale MONOCHROME1/2", _check_grayscale),
     Rule(SkipReason.NON_HUMAN, "a human patient", _check_species),
+    Rule(SkipReason.AGE, "an adult (--min-age-years, default 18)", _check_age),
     Rule(SkipReason.BODY_PART, "body part Chest (body_part_taxonomy seed)", _check_body_part),
     Rule(SkipReason.VIEW, "a frontal view (PA/AP)", _check_view),
 )
@@ -305,11 +423,13 @@ def evaluate(header: Header, policy: GatePolicy | None = None, taxonomy: BodyPar
         if verdict is not None:
             return verdict
     flags: list[GateFlag] = []
-    if not _text(header, "BodyPartExamined"):
+    if not _text(header, "BodyPartExamined") and not _codes(header, "AnatomicRegionSequence"):
         flags.append(GateFlag.BODY_PART_ABSENT)
     view = _text(header, "ViewPosition").upper()
-    if not view:
+    if not view and _coded_view(header) is None:
         flags.append(GateFlag.VIEW_ABSENT)
     elif view in LATERAL_VIEWS:
         flags.append(GateFlag.LATERAL_ALLOWED)
+    if patient_age_years(header) is None:
+        flags.append(GateFlag.AGE_ABSENT)
     return GateResult(Decision.ACCEPTED, flags=tuple(flags))

@@ -1,8 +1,9 @@
 """The streamed back half of the loop: classify -> build SRs -> store each -> land in batches.
 
 Stages overlap so the loop is bounded by inference: the classifier yields each batch as soon
-as it has run; each image's SR is built in a process pool (highdicom is CPU-bound Python, so
-threads would fight the GIL) while the next batch runs; each SR is stored in Orthanc by a thread
+as it has run; each image's SR is patched from its model's template (:mod:`medlake.pacs.sr.template`,
+~8 ms) in a builder thread (or ``sr_workers`` processes, which import only :mod:`medlake.pacs.sr`)
+while the next batch runs; each SR is stored in Orthanc by a thread
 as soon as it is built, and its placement checked; every ``land_batch`` finished images their
 predictions, SR upload rows and results JSON are landed. Nothing waits for the whole input.
 
@@ -16,28 +17,24 @@ and landing: classifying again loses nothing, and storing the identical SR answe
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import multiprocessing
 import os
-import signal
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydicom.dataset import Dataset
-
-from medlake.errors import DicomError, OrthancError
+from medlake.errors import OrthancError
 from medlake.lake import pseudonyms
 from medlake.pacs.gate import GateResult, SkipReason
 from medlake.pacs.loop import rows as lake_rows
 from medlake.pacs.loop.state import Candidate, RunState, utc_now
 from medlake.pacs.model.inference import CALIBRATED_THRESHOLD, ImagePrediction, iter_classify
-from medlake.pacs.model.weights import ModelIdentity
 from medlake.pacs.orthanc.client import FAILED, UploadOutcome
 from medlake.pacs.sr import builder as sr_builder
+from medlake.pacs.sr import template as sr_template
 from medlake.pacs.sr.numbering import SrInstanceNumbers
 from medlake.vocab import ModelStatus
 
@@ -48,29 +45,6 @@ UNTRAINED_WARNING = (
 TRAINED_WARNING = (
     "Research model output (TorchXRayVision densenet121-res224-all): not a diagnosis, not for clinical use."
 )
-
-
-def _build_job(
-    header: Dataset,
-    findings: Sequence[sr_builder.Finding],
-    identity: ModelIdentity,
-    run_at: dt.datetime,
-    instance_number: int,
-):
-    """Runs in an SR worker process: (BuiltSr | None, error | None, seconds)."""
-    started = time.perf_counter()
-    try:
-        built = sr_builder.build_sr(header, findings, identity, run_at=run_at, instance_number=instance_number)
-        return built, None, time.perf_counter() - started
-    except DicomError as exc:
-        return None, f"SR not built: {exc}", time.perf_counter() - started
-
-
-def _init_worker() -> None:
-    # Ctrl-C reaches the whole process group: the parent finishes its page and stops the pool itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import medlake.pacs.sr.builder  # noqa: F401 - imported at worker start, not inside the first SR timed
 
 
 def findings_for(classifier, scores: Sequence[float]) -> list[sr_builder.Finding]:
@@ -112,13 +86,16 @@ class Reporter:
 
     def __init__(self, state: RunState) -> None:
         self.state = state
-        workers = state.options.sr_workers
-        workers = os.cpu_count() or 1 if workers is None else workers
+        # SRs come from a per-model template (~8 ms each, medlake.pacs.sr.template): one thread in
+        # this process keeps up with inference, where each worker process cost ~1 s of start-up CPU.
+        workers = state.options.sr_workers or 0
         # Backpressure: inference waits when this many images are between classified and stored, so a
         # slow SR stage or a dead Orthanc cannot leave a pile of classified-but-unreported images behind.
         self.max_in_flight = 2 * max(1, workers) + state.options.batch_size
         self.builders: Executor = (
-            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+            ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"), initializer=sr_template.init_worker
+            )
             if workers > 0
             else ThreadPoolExecutor(1, thread_name_prefix="sr-build")
         )
@@ -326,7 +303,9 @@ class _Flow:
             item.error = f"SR not built: {exc}"
             self.done.append(item)
             return
-        future = self.reporter.builders.submit(_build_job, header, item.findings, identity, utc_now(), number)
+        future = self.reporter.builders.submit(
+            sr_template.build_job, header, item.findings, identity, utc_now(), number
+        )
         self.builds[future] = item
 
     def _store(self, item: Reported) -> Reported:

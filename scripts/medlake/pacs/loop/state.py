@@ -96,7 +96,7 @@ class RunOptions:
     workers: int = 4
     batch_size: int = 8
     land_batch: int = 16  # predictions are landed every this many reported images
-    sr_workers: int | None = None  # processes building SRs (None: one per core)
+    sr_workers: int | None = None  # processes building SRs (None or 0: one thread of this process)
     progress: bool = True
 
 

@@ -4,9 +4,10 @@ Orthanc numbers every change; a series (or study) is announced ``StableSeries`` 
 instance arrived for ``StableAge`` seconds. For each page of changes the watch lists the
 instances of every stable series, runs the intended-use gate on their headers
 (``/instances/{id}/simplified-tags``, no pixels moved), downloads only the accepted ones
-(``/instances/{id}/file``, into a private spool directory), and hands them to the same back
-half as ``pacs run`` (already-reported check, classify, SRs built in processes and stored as
-built, predictions landed in small batches).
+(``/instances/{id}/file``, uncompressed, into a private spool directory; the next chunk downloads
+while the model runs on this one), and hands them to the same back half as ``pacs run``
+(already-reported check, classify, SRs patched from the model's template and stored as built,
+predictions landed in small batches).
 
 The cursor (the last change sequence handled) lives in the lake,
 ``LAKE/state/pacs_watch/<orthanc>.json``, and is replaced atomically only after the page's
@@ -200,14 +201,26 @@ def process_page(state: RunState, reporter: Reporter, changes: list[dict], spool
         else:
             skipped.append((label, None, tags, instance_id, verdict))
     state.sink.write({"pacs_gate_decisions": skip_candidate_rows(state, skipped)})
-    with ThreadPoolExecutor(max(1, state.options.workers)) as pool:
-        found = list(pool.map(lambda item: _candidate(state, *item, spool), accepted))
-    candidates = [c for c in found if c is not None]
+    # Every download is queued at once and the accepted instances are reported a chunk at a time,
+    # so the next chunks download while the model runs on this one.
+    chunk = max(state.options.batch_size, state.options.land_batch)
+    pool = ThreadPoolExecutor(max(1, state.options.workers), thread_name_prefix="watch-download")
+    downloads = [pool.submit(_candidate, state, *item, spool) for item in accepted]
     try:
-        reporter.report(candidates)
+        for start in range(0, len(downloads), chunk):
+            candidates = [c for c in (f.result() for f in downloads[start : start + chunk]) if c is not None]
+            try:
+                reporter.report(candidates)
+            finally:
+                for candidate in candidates:
+                    candidate.path.unlink(missing_ok=True)
+            if state.stopping:
+                break
     finally:
-        for candidate in candidates:
-            candidate.path.unlink(missing_ok=True)
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future in downloads:  # downloaded but not reported (the page stopped): no PHI left behind
+            if future.done() and not future.cancelled() and future.exception() is None and future.result():
+                future.result().path.unlink(missing_ok=True)
 
 
 # --- the watch ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ def cli_action(
     aet: str = ORTHANC_AET,
     modalities: Sequence[str] = (),
     modalities_files: Sequence[Path] = (),
+    stable_age_s: int | None = None,
     fmt: str = "table",
 ) -> int:
     """``medlake orthanc start|stop|status``. Exit 0 on success; ``status`` exits 3 when down."""
@@ -42,6 +43,7 @@ def cli_action(
         dicom_port=dicom_port,
         aet=aet,
         modalities=allow_list(modalities, modalities_files) if action == "start" else (),
+        stable_age_s=stable_age_s,
     )
     payload: dict = {"action": action, "storage": str(server.storage)}
     lines: list[str] = []

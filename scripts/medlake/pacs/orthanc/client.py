@@ -175,6 +175,9 @@ class OrthancClient:
             return_raw_response=True,
             timeout=timeout_s,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            # DICOM files barely gzip, and Orthanc gzips every answer a client accepts gzip for: an
+            # 8 MB instance cost 1.5 s and 0.6 s of Orthanc CPU compressed, 24 ms uncompressed.
+            headers={"Accept-Encoding": "identity"},
         )
 
     def close(self) -> None:

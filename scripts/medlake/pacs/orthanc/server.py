@@ -245,6 +245,9 @@ class OrthancServer:
             "Plugins": [],
             "WebDavEnabled": False,
             "HttpDescribeErrors": True,
+            # No gzip of REST answers, whatever a client accepts: instances are large and barely compress
+            # (medlake's client asks for identity too; this covers curl, browsers, other tools on loopback).
+            "HttpCompressionEnabled": False,
             "OverwriteInstances": False,
             "StorageCompression": False,
             "SaveJobs": False,

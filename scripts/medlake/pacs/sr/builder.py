@@ -17,8 +17,11 @@ Header: patient and study come from the source (``evidence=[source]``), so the S
 the source's Orthanc patient and study. Absent type-2 patient/study attributes stay
 present-but-empty. When and by whom (IHE AI Results):
 
-* Content, Series and Instance Creation Date/Time are ``run_at``, when the model ran, in UTC
-  (Timezone Offset From UTC ``+0000``); the caller passes it, so the function is pure;
+* Content, Series and Instance Creation Date/Time are ``run_at``, when the model ran, stated in
+  the source's Timezone Offset From UTC (kept, since it also qualifies the copied study date/time),
+  or in UTC (``+0000``) when the source has none (:func:`sr_clock`); the caller passes ``run_at``,
+  so the function is pure;
+* Series Number is one per model identity (:func:`sr_series_number`);
 * Contributing Equipment names the algorithm (Manufacturer, Model Name, Software Versions,
   Device UID, weights digest as serial number, purpose Processing Equipment DCM 109102,
   contribution date/time = ``run_at``), beside the source's acquisition equipment and highdicom;
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import warnings
 from collections.abc import Sequence
 from copy import deepcopy
@@ -83,7 +87,7 @@ __all__ = [  # the vocabulary is re-exported: callers and tests use it from here
     "validate",
 ]
 
-SR_SERIES_NUMBER = 9901
+_UTC_OFFSET = re.compile(r"^([+-])(\d{2})(\d{2})$")
 SR_MANUFACTURER = "medlake"
 ALGORITHM_MANUFACTURER = "TorchXRayVision (mlmed.org)"
 NOT_FOR_DIAGNOSIS = "not for diagnostic use"
@@ -155,7 +159,7 @@ class BuiltSr:
     data: bytes
 
 
-def _evidence(source: Dataset) -> Dataset:
+def evidence(source: Dataset) -> Dataset:
     """A header-only copy of the source with the type-2 attributes highdicom reads made present."""
     evidence = Dataset()
     for element in source:
@@ -171,7 +175,7 @@ def _evidence(source: Dataset) -> Dataset:
     return evidence
 
 
-def _describable_in_image_library(image: Dataset) -> bool:
+def describable_in_image_library(image: Dataset) -> bool:
     """Whether highdicom can write the (optional) Image Library entry for this image.
 
     For projection radiography it needs Patient Orientation and Imager Pixel Spacing, which
@@ -243,10 +247,14 @@ def _algorithm_equipment(model: ModelIdentity, run_at: dt.datetime) -> hd.Contri
     return equipment
 
 
-def _utc(run_at: dt.datetime) -> dt.datetime:
+def utc(run_at: dt.datetime) -> dt.datetime:
     if run_at.tzinfo is None:
         raise DicomError("run_at must be timezone-aware (UTC): a naive time would be read as local time")
     return run_at.astimezone(dt.UTC).replace(microsecond=0)
+
+
+def tracking_uid(source: Dataset, model: ModelIdentity, pathology: str) -> str:
+    return uid_from("medlake-tracking", source.SOPInstanceUID, model.uid_key, pathology)
 
 
 def _measurement_group(
@@ -256,7 +264,7 @@ def _measurement_group(
     site = FINDING_SITES.get(finding.pathology)
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=uid_from("medlake-tracking", source.SOPInstanceUID, model.uid_key, finding.pathology),
+            uid=tracking_uid(source, model, finding.pathology),
             identifier=f"{finding.pathology} (TorchXRayVision)",
         ),
         finding_type=concept,
@@ -271,6 +279,53 @@ def _measurement_group(
     )
 
 
+def build_document(
+    source: Dataset,
+    findings: Sequence[Finding],
+    model: ModelIdentity,
+    *,
+    run_at: dt.datetime,
+    instance_number: int,
+) -> hd.sr.Comprehensive3DSR:
+    """The SR document for one image, built by highdicom (not encoded): the reference every SR equals."""
+    run_at = utc(run_at)
+    if instance_number < 1:
+        raise DicomError(f"instance_number must be >= 1, got {instance_number}")
+    header = evidence(source)
+    algorithm = _algorithm(model)
+    groups = [_measurement_group(source, header, finding, model, algorithm) for finding in findings]
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=device_uid(model),
+            name=_lo(f"TorchXRayVision {_model_name(model)}", "device observer name"),
+            manufacturer_name=ALGORITHM_MANUFACTURER,
+            model_name=_model_name(model),
+        ),
+    )
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=PROCEDURE_CHEST_XRAY,
+        imaging_measurements=groups,
+        referenced_images=[header] if describable_in_image_library(header) else None,
+    )
+    series_uid = sr_series_uid(source.StudyInstanceUID, model)
+    sop_uid = sr_instance_uid(source.SOPInstanceUID, model)
+    with warnings.catch_warnings():
+        # highdicom warns when a copied Patient's Name has a single component ("Anonymized"):
+        # the source's value is kept as it is, so the warning is noise on every such image.
+        warnings.simplefilter("ignore", UserWarning)
+        built = document(header, report[0], series_uid, sop_uid, instance_number, run_at, model)
+    finish_document(built, run_at, header)
+    return built
+
+
+def finish_document(built: Dataset, run_at: dt.datetime, source: Dataset) -> None:
+    """What medlake sets after highdicom: the run's times, no invalid optional patient values."""
+    _stamp_run_time(built, run_at, source)
+    _drop_invalid_optional_values(built)
+
+
 def build_sr(
     source: Dataset,
     findings: Sequence[Finding],
@@ -283,50 +338,22 @@ def build_sr(
 
     ``run_at`` is when the model ran (timezone-aware; stored in UTC); ``instance_number`` the SR's
     number within its series (:class:`medlake.pacs.sr.numbering.SrInstanceNumbers`). A pure
-    function of its arguments (picklable in, bytes out): safe to run in worker processes.
+    function of its arguments (picklable in, bytes out). The loop builds the same SR faster from a
+    per-model template (:mod:`medlake.pacs.sr.template`); this is the reference it is tested against.
     """
     try:
-        run_at = _utc(run_at)
-        if instance_number < 1:
-            raise DicomError(f"instance_number must be >= 1, got {instance_number}")
-        evidence = _evidence(source)
-        algorithm = _algorithm(model)
-        groups = [_measurement_group(source, evidence, finding, model, algorithm) for finding in findings]
-        observer = hd.sr.ObserverContext(
-            observer_type=codes.DCM.Device,
-            observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-                uid=device_uid(model),
-                name=_lo(f"TorchXRayVision {_model_name(model)}", "device observer name"),
-                manufacturer_name=ALGORITHM_MANUFACTURER,
-                model_name=_model_name(model),
-            ),
-        )
-        report = hd.sr.MeasurementReport(
-            observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-            procedure_reported=PROCEDURE_CHEST_XRAY,
-            imaging_measurements=groups,
-            referenced_images=[evidence] if _describable_in_image_library(evidence) else None,
-        )
-        series_uid = sr_series_uid(source.StudyInstanceUID, model)
-        sop_uid = sr_instance_uid(source.SOPInstanceUID, model)
-        with warnings.catch_warnings():
-            # highdicom warns when a copied Patient's Name has a single component ("Anonymized"):
-            # the source's value is kept as it is, so the warning is noise on every such image.
-            warnings.simplefilter("ignore", UserWarning)
-            document = _document(evidence, report, series_uid, sop_uid, instance_number, run_at, model)
-        _stamp_run_time(document, run_at)
-        _drop_invalid_optional_values(document)
+        built = build_document(source, findings, model, run_at=run_at, instance_number=instance_number)
         buffer = BytesIO()
-        document.save_as(buffer, enforce_file_format=True)
+        built.save_as(buffer, enforce_file_format=True)
     except DicomError:
         raise
     except Exception as exc:
         raise DicomError(f"cannot build SR for {source.get('SOPInstanceUID')}: {type(exc).__name__}: {exc}") from exc
     return BuiltSr(
-        sop_instance_uid=sop_uid,
-        series_instance_uid=series_uid,
+        sop_instance_uid=str(built.SOPInstanceUID),
+        series_instance_uid=str(built.SeriesInstanceUID),
         study_instance_uid=str(source.StudyInstanceUID),
-        patient_id=str(evidence.PatientID),
+        patient_id=str(built.PatientID),
         referenced_sop_instance_uid=str(source.SOPInstanceUID),
         data=buffer.getvalue(),
     )
@@ -347,9 +374,9 @@ def _drop_invalid_optional_values(document: Dataset) -> None:
                 del document[keyword]
 
 
-def _document(
+def document(
     evidence: Dataset,
-    report: hd.sr.MeasurementReport,
+    content: Dataset,
     series_uid: str,
     sop_uid: str,
     instance_number: int,
@@ -358,9 +385,9 @@ def _document(
 ) -> hd.sr.Comprehensive3DSR:
     return hd.sr.Comprehensive3DSR(
         evidence=[evidence],
-        content=report[0],
+        content=content,
         series_instance_uid=series_uid,
-        series_number=SR_SERIES_NUMBER,
+        series_number=sr_series_number(model),
         sop_instance_uid=sop_uid,
         instance_number=instance_number,
         manufacturer=SR_MANUFACTURER,
@@ -369,19 +396,62 @@ def _document(
         series_description=_series_description(model),
         manufacturer_model_name="medlake pacs",
         software_versions=f"medlake {__version__}",
-        content_date=run_at.strftime("%Y%m%d"),
-        content_time=run_at.strftime("%H%M%S"),
+        content_date=sr_clock(run_at, evidence).strftime("%Y%m%d"),
+        content_time=sr_clock(run_at, evidence).strftime("%H%M%S"),
         coding_schemes=[PRIVATE_CODING_SCHEME],
         contributing_equipment=[_algorithm_equipment(model, run_at)],
     )
 
 
-def _stamp_run_time(document: Dataset, run_at: dt.datetime) -> None:
-    """Series and instance creation date/time = the run (UTC), so the SR's bytes follow its inputs only."""
-    date, time = run_at.strftime("%Y%m%d"), run_at.strftime("%H%M%S")
+def source_utc_offset(source: Dataset) -> dt.timedelta | None:
+    """The source's Timezone Offset From UTC ("+0100", "-0530") as a timedelta; None if absent or invalid."""
+    match = _UTC_OFFSET.match(str(source.get("TimezoneOffsetFromUTC") or "").strip())
+    if match is None:
+        return None
+    sign, hours, minutes = match.group(1), int(match.group(2)), int(match.group(3))
+    if hours > 14 or minutes > 59:
+        return None
+    offset = dt.timedelta(hours=hours, minutes=minutes)
+    return -offset if sign == "-" else offset
+
+
+def sr_clock(run_at: dt.datetime, source: Dataset) -> dt.datetime:
+    """``run_at`` as the SR's own dates and times state it: in the source's offset, else in UTC.
+
+    Timezone Offset From UTC applies to every date and time of a dataset, the study's copied from
+    the source included: so the SR keeps the source's offset (and its study date/time as they are)
+    and states when the model ran in that same offset. A source without one leaves its study
+    times in an unknown local time; the SR then states its own in UTC (+0000). Date-times (DT, e.g.
+    Contribution DateTime) carry their own offset and stay in UTC.
+    """
+    offset = source_utc_offset(source)
+    return run_at.astimezone(dt.UTC if offset is None else dt.timezone(offset))
+
+
+def _offset_text(moment: dt.datetime) -> str:
+    minutes = int(moment.utcoffset().total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+
+
+def sr_series_number(model: ModelIdentity) -> int:
+    """One Series Number per model identity, 990000-999999 (after any acquisition series).
+
+    Two models' SRs in one study were two series both numbered 9901. The number is derived from
+    the identity (not counted), so re-runs keep it and the SR's bytes stay a function of its inputs;
+    two identities share a number with probability 1/10,000, and their series UIDs still differ.
+    """
+    digest = hashlib.sha256(f"medlake-sr-series-number|{model.uid_key}".encode()).digest()
+    return 990000 + int.from_bytes(digest[:8], "big") % 10000
+
+
+def _stamp_run_time(document: Dataset, run_at: dt.datetime, source: Dataset) -> None:
+    """Series and instance creation date/time = the run, so the SR's bytes follow its inputs only."""
+    local = sr_clock(run_at, source)
+    date, time = local.strftime("%Y%m%d"), local.strftime("%H%M%S")
     document.SeriesDate, document.SeriesTime = date, time
     document.InstanceCreationDate, document.InstanceCreationTime = date, time
-    document.TimezoneOffsetFromUTC = "+0000"
+    document.TimezoneOffsetFromUTC = _offset_text(local)
     for item in document.get("ContributingEquipmentSequence", []):
         if item.get("Manufacturer") == "Highdicom open-source contributors":  # stamped with the wall clock
             item.ContributionDateTime = run_at.strftime("%Y%m%d%H%M%S+0000")
